@@ -1,0 +1,1 @@
+"""Pipeline steps: one small module per step, each with a command line."""

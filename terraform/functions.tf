@@ -1,0 +1,118 @@
+# Code zips are built outside Terraform (`make package`), so that no provider
+# beyond hashicorp/aws is needed; their paths and hashes come in as variables.
+
+locals {
+  inference_function_name = "${var.name}-inference"
+  syncer_function_name    = "${var.name}-syncer"
+}
+
+resource "aws_cloudwatch_log_group" "inference" {
+  name              = "/aws/lambda/${local.inference_function_name}"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_cloudwatch_log_group" "syncer" {
+  name              = "/aws/lambda/${local.syncer_function_name}"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_lambda_function" "inference" {
+  function_name    = local.inference_function_name
+  description      = "Serves predictions from the release on EFS named by RELEASE_ID"
+  role             = aws_iam_role.inference.arn
+  runtime          = var.lambda_runtime
+  architectures    = [var.lambda_architecture]
+  handler          = "lambda_src.inference.handler.handle"
+  filename         = var.inference_package.path
+  source_code_hash = var.inference_package.sha256
+  memory_size      = var.inference_memory_mb
+  timeout          = var.inference_timeout_s
+  publish          = true
+
+  # The hard cap on parallel executions, and so on cost.
+  reserved_concurrent_executions = var.inference_reserved_concurrency
+
+  vpc_config {
+    subnet_ids         = aws_subnet.private[*].id
+    security_group_ids = [aws_security_group.lambda.id]
+  }
+
+  file_system_config {
+    arn              = aws_efs_access_point.inference.arn
+    local_mount_path = var.efs_mount_path
+  }
+
+  environment {
+    variables = {
+      EFS_MOUNT_PATH = var.efs_mount_path
+      RELEASE_ID     = var.initial_release_id
+    }
+  }
+
+  lifecycle {
+    # The pipeline promotes releases by changing RELEASE_ID and publishing a
+    # version; Terraform must not put the old value back.
+    ignore_changes = [environment[0].variables["RELEASE_ID"]]
+  }
+
+  # Lambda refuses a file system config until a mount target is available.
+  depends_on = [
+    aws_efs_mount_target.models,
+    aws_iam_role_policy.inference,
+    aws_cloudwatch_log_group.inference,
+  ]
+}
+
+resource "aws_lambda_alias" "inference_live" {
+  name             = "live"
+  description      = "The version the API serves; moved by the pipeline's promote step"
+  function_name    = aws_lambda_function.inference.function_name
+  function_version = aws_lambda_function.inference.version
+
+  lifecycle {
+    ignore_changes = [function_version]
+  }
+}
+
+resource "aws_lambda_function" "syncer" {
+  function_name    = local.syncer_function_name
+  description      = "Unpacks a release bundle from S3 onto EFS, verified and atomically"
+  role             = aws_iam_role.syncer.arn
+  runtime          = var.lambda_runtime
+  architectures    = [var.lambda_architecture]
+  handler          = "lambda_src.syncer.handler.handle"
+  filename         = var.syncer_package.path
+  source_code_hash = var.syncer_package.sha256
+  memory_size      = var.syncer_memory_mb
+  timeout          = var.syncer_timeout_s
+
+  # One sync at a time: releases are written by exactly one writer.
+  reserved_concurrent_executions = 1
+
+  ephemeral_storage {
+    size = var.syncer_ephemeral_storage_mb
+  }
+
+  vpc_config {
+    subnet_ids         = aws_subnet.private[*].id
+    security_group_ids = [aws_security_group.lambda.id]
+  }
+
+  file_system_config {
+    arn              = aws_efs_access_point.syncer.arn
+    local_mount_path = var.efs_mount_path
+  }
+
+  environment {
+    variables = {
+      EFS_MOUNT_PATH   = var.efs_mount_path
+      ARTIFACTS_BUCKET = aws_s3_bucket.artifacts.bucket
+    }
+  }
+
+  depends_on = [
+    aws_efs_mount_target.models,
+    aws_iam_role_policy.syncer,
+    aws_cloudwatch_log_group.syncer,
+  ]
+}
