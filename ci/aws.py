@@ -9,7 +9,7 @@ calls go to AWS with the usual credential chain.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import boto3
 
@@ -40,4 +40,5 @@ def client(service: str, endpoint: str | None = None) -> Any:
     kwargs: dict[str, Any] = {"region_name": region()}
     if endpoint:
         kwargs["endpoint_url"] = endpoint
-    return boto3.client(service, **kwargs)
+    # cast: boto3-stubs overloads client() per service literal; callers pass a plain str.
+    return cast(Any, boto3).client(service, **kwargs)

@@ -26,7 +26,11 @@ def find_mirror() -> Path | None:
     explicit = os.environ.get("TF_PROVIDER_MIRROR")
     if explicit:
         return Path(explicit) if (Path(explicit) / _PROVIDER).is_dir() else None
-    for pattern in ("registry.terraform.io", "*/registry.terraform.io", "*/*/registry.terraform.io"):
+    for pattern in (
+        "registry.terraform.io",
+        "*/registry.terraform.io",
+        "*/*/registry.terraform.io",
+    ):
         for hit in sorted(Path("/").glob(pattern)):
             if (hit / "hashicorp" / "aws").is_dir():
                 return hit.parent

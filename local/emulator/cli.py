@@ -23,15 +23,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "up":
         emulator = process.start(args.port, args.state_dir)
-        print(f"emulator ready at {emulator.endpoint} (pid {emulator.pid}, log {emulator.log_path})")
+        print(
+            f"emulator ready at {emulator.endpoint} (pid {emulator.pid}, log {emulator.log_path})"
+        )
         return 0
     if args.command == "down":
         stopped = process.stop(args.state_dir)
         print("emulator stopped" if stopped else "emulator was not running")
         return 0
-    emulator = process.running(args.state_dir, args.port)
-    if emulator is not None and process.is_ready(args.port):
-        print(f"emulator running at {emulator.endpoint} (pid {emulator.pid})")
+    found = process.running(args.state_dir, args.port)
+    if found is not None and process.is_ready(args.port):
+        print(f"emulator running at {found.endpoint} (pid {found.pid})")
         return 0
     print("emulator not running")
     return 1

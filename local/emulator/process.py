@@ -6,6 +6,7 @@ so both start it the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -154,7 +155,5 @@ def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 10.0) -> bool:
 
 def _reap(pid: int) -> None:
     # A child of this process stays a zombie (and "alive" to kill -0) until waited for.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from moto.server import main as moto_main
 
 from local.emulator import gaps

@@ -1,0 +1,74 @@
+"""Terraform fixtures: a private data dir and state per session, zips built into tmp."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ci import package_functions, terraform_cli
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TF_DIR = REPO_ROOT / "terraform"
+
+
+@dataclass(frozen=True)
+class Terraform:
+    """Runs terraform on terraform/ with its own data dir, var file and state files."""
+
+    env: dict[str, str]
+    var_file: Path
+    work: Path
+
+    def run(
+        self, *args: str, timeout: float = 300, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """terraform -chdir=terraform <args>, output captured."""
+        proc = subprocess.run(
+            ["terraform", f"-chdir={TF_DIR}", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"terraform {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def state_args(self, name: str) -> list[str]:
+        """Flags that keep this test's state and inputs apart from a developer's."""
+        return [f"-state={self.work / (name + '.tfstate')}", f"-var-file={self.var_file}"]
+
+
+@pytest.fixture(scope="session")
+def terraform(
+    tmp_path_factory: pytest.TempPathFactory, emulator_environ: dict[str, str]
+) -> Terraform:
+    """An initialised Terraform pointed at the session's emulator."""
+    work = tmp_path_factory.mktemp("terraform")
+    packages = [
+        package_functions.build_zip(name, out_dir=work / "lambda")
+        for name in package_functions.FUNCTION_SOURCES
+    ]
+    var_file = work / "packages.tfvars.json"
+    package_functions.write_tfvars(packages, var_file)
+    env = terraform_cli.terraform_env(emulator_environ)
+    env["TF_DATA_DIR"] = str(work / "data")
+    env["TF_IN_AUTOMATION"] = "1"
+    tf = Terraform(env=env, var_file=var_file, work=work)
+    tf.run("init", "-input=false", "-no-color", timeout=120)
+    return tf
+
+
+def plan_json(tf: Terraform, name: str, *extra: str) -> dict[str, object]:
+    """Plan into a file and return `terraform show -json` of it."""
+    plan_file = tf.work / f"{name}.tfplan"
+    tf.run("plan", "-input=false", "-no-color", *tf.state_args(name), *extra, f"-out={plan_file}")
+    shown = tf.run("show", "-json", "-no-color", str(plan_file))
+    return dict(json.loads(shown.stdout))
