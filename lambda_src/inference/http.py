@@ -1,0 +1,215 @@
+"""API Gateway payload format 2.0 at the edge: parse an event into a typed request, build responses.
+
+Standard library only: this runs before anything from lib/ may be imported.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+
+# A synchronous Lambda invocation carries at most 6 MB; base64 costs a third of it.
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+MAX_TOP_K = 20
+DEFAULT_TOP_K = 5
+IMAGE_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/jpg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "image/bmp",
+        "image/x-ms-bmp",
+        "image/tiff",
+    }
+)
+
+
+@dataclass(frozen=True)
+class HttpError:
+    """A request that cannot be served, as the client will see it."""
+
+    status: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """The parts of an API Gateway 2.0 event the handler uses."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    body: bytes
+    request_id: str = ""
+
+    @property
+    def route(self) -> str:
+        """'METHOD /path', as API Gateway's routeKey."""
+        return f"{self.method} {self.path}"
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower case."""
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+@dataclass(frozen=True)
+class ImagePayload:
+    """The image bytes of a /predict request and what was asked of them."""
+
+    data: bytes
+    declared_type: str
+    top_k: int = DEFAULT_TOP_K
+    source: str = field(default="body")
+
+
+def parse_event(event: dict[str, Any]) -> Request | HttpError:
+    """Turn a payload-format-2.0 event into a Request (or a 400 for a malformed event)."""
+    if not isinstance(event, dict):
+        return HttpError(400, "bad_event", "the event is not a JSON object")
+    http = (event.get("requestContext") or {}).get("http") or {}
+    method = str(http.get("method") or "").upper()
+    path = str(http.get("path") or event.get("rawPath") or "")
+    if not method or not path:
+        route_key = str(event.get("routeKey") or "")
+        if " " in route_key:
+            method, path = route_key.split(" ", 1)
+    if not method or not path:
+        return HttpError(400, "bad_event", "the event names no HTTP method and path")
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+    raw = event.get("body")
+    if raw is None:
+        body = b""
+    elif event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(str(raw), validate=True)
+        except (binascii.Error, ValueError):
+            return HttpError(400, "bad_body", "the body is marked base64 but is not valid base64")
+    else:
+        body = str(raw).encode("utf-8", errors="surrogateescape")
+    request_id = str((event.get("requestContext") or {}).get("requestId") or "")
+    return Request(method, path, headers, query, body, request_id)
+
+
+def parse_top_k(query: dict[str, str]) -> int | HttpError:
+    """The top_k query parameter, 1..20 (default 5)."""
+    raw = query.get("top_k")
+    if raw is None or raw == "":
+        return DEFAULT_TOP_K
+    try:
+        value = int(raw)
+    except ValueError:
+        return HttpError(400, "bad_top_k", f"top_k must be a whole number from 1 to {MAX_TOP_K}")
+    if not 1 <= value <= MAX_TOP_K:
+        return HttpError(400, "bad_top_k", f"top_k must be a whole number from 1 to {MAX_TOP_K}")
+    return value
+
+
+def _too_large(size: int) -> HttpError:
+    return HttpError(
+        413,
+        "payload_too_large",
+        f"the image is {size} bytes; the limit is {MAX_IMAGE_BYTES} bytes "
+        f"({MAX_IMAGE_BYTES // (1024 * 1024)} MiB)",
+    )
+
+
+def extract_image(request: Request) -> ImagePayload | HttpError:
+    """Find the image in a /predict request: raw body, multipart field `image`, or JSON base64."""
+    top_k = parse_top_k(request.query)
+    if isinstance(top_k, HttpError):
+        return top_k
+    # Refuse oversized bodies before any decoding work.
+    if len(request.body) > MAX_IMAGE_BYTES * 4 // 3 + 4096:
+        return _too_large(len(request.body))
+    ctype = request.content_type
+    if not request.body:
+        return HttpError(400, "empty_body", "the request has no body; send an image")
+    if ctype in IMAGE_TYPES or ctype == "application/octet-stream":
+        data, source = request.body, "body"
+    elif ctype == "multipart/form-data":
+        part = _multipart_image(request)
+        if isinstance(part, HttpError):
+            return part
+        data, ctype, source = part[0], part[1], "multipart"
+    elif ctype == "application/json":
+        decoded = _json_image(request.body)
+        if isinstance(decoded, HttpError):
+            return decoded
+        data, source = decoded, "json"
+    elif not ctype:
+        return HttpError(415, "unsupported_media_type", "the request has no content-type")
+    else:
+        return HttpError(
+            415,
+            "unsupported_media_type",
+            f"content-type {ctype!r} is not supported; send image/jpeg, image/png, image/webp, "
+            "image/gif, image/bmp, image/tiff, multipart/form-data with a field 'image', or "
+            'application/json {"image_base64": ...}',
+        )
+    if len(data) > MAX_IMAGE_BYTES:
+        return _too_large(len(data))
+    if not data:
+        return HttpError(422, "empty_image", "the image is empty (0 bytes)")
+    return ImagePayload(data=data, declared_type=ctype, top_k=top_k, source=source)
+
+
+def _multipart_image(request: Request) -> tuple[bytes, str] | HttpError:
+    header = request.headers.get("content-type", "")
+    if "boundary=" not in header:
+        return HttpError(400, "bad_multipart", "multipart/form-data without a boundary")
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + header.encode("latin-1") + b"\r\n\r\n" + request.body
+    )
+    if not message.is_multipart():
+        return HttpError(400, "bad_multipart", "the multipart body could not be parsed")
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "image":
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                return HttpError(400, "bad_multipart", "the field 'image' holds no file")
+            return payload, part.get_content_type()
+    return HttpError(400, "missing_field", "multipart/form-data needs a field named 'image'")
+
+
+def _json_image(body: bytes) -> bytes | HttpError:
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return HttpError(400, "bad_json", "the body is not valid JSON")
+    if not isinstance(doc, dict) or not isinstance(doc.get("image_base64"), str):
+        return HttpError(400, "missing_field", 'JSON bodies need {"image_base64": "<base64>"}')
+    text = doc["image_base64"]
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]  # a data: URL from a canvas
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return HttpError(400, "bad_base64", "image_base64 is not valid base64")
+
+
+def json_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A payload-format-2.0 response with a JSON body."""
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json", **(headers or {})},
+        "isBase64Encoded": False,
+        "body": json.dumps(body, separators=(",", ":")),
+    }
+
+
+def error_response(error: HttpError) -> dict[str, Any]:
+    """The JSON error shape every failure uses: {"error": {"code", "message"}}."""
+    return json_response(error.status, {"error": {"code": error.code, "message": error.message}})
