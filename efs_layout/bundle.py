@@ -1,0 +1,313 @@
+"""Release bundles: the tar(.gz) the pipeline uploads to S3 and the syncer unpacks onto EFS.
+
+Format: a tar, gzip-compressed unless the name ends in ``.tar``, whose first file is
+``STAMP.json`` followed by the manifest's files under ``lib/`` and ``model/``, all regular
+files. make_bundle() writes it deterministically (sorted paths, mtime 0, uid/gid 0, mode
+0644, gzip header without name or time), so the same release gives the same bytes.
+
+unpack_bundle() reads the tar as a stream, in one pass, and never uses tarfile's
+extraction: each member is checked (no absolute path, no '..', no link, no device, listed
+in the manifest with that size) and its content goes into the store under its verified
+hash, from where it is hard-linked into the staged release.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import secrets
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, cast
+
+from efs_layout.errors import (
+    BundleChecksumMismatch,
+    BundleError,
+    BundleManifestMismatch,
+    ReleaseContentError,
+    StampInvalid,
+    UnsafeBundleMember,
+)
+from efs_layout.layout import STAMP_FILE, PathLike, ensure_tree, store_path, validate_release_id
+from efs_layout.lock import DEFAULT_TIMEOUT, release_lock
+from efs_layout.release import ReleaseResult, Staging, existing_release, publish, staging
+from efs_layout.stamp import ManifestEntry, Stamp, StampError, parse_stamp
+from efs_layout.store import ingest_stream, link_from_store
+from efs_layout.verify import MAX_STAMP_BYTES, sha256_file
+
+# What a corrupt or truncated tar/gzip stream raises while it is read.
+_STREAM_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """A bundle written by make_bundle()."""
+
+    path: Path
+    sha256: str
+    size: int
+    files: int
+
+
+class _HashingReader(io.RawIOBase):
+    """Passes reads through while hashing them, so a file is read once for tar and hash."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+        self._digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._inner.read(size)
+        self._digest.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+class _GuardedReader(io.RawIOBase):
+    """Turns decompression errors met while reading a member into BundleError."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._inner.read(size)
+        except _STREAM_ERRORS as exc:
+            raise BundleError(f"bundle is corrupt: {exc}") from exc
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+def make_bundle(
+    source_dir: PathLike, stamp: Stamp, out_path: PathLike, *, compresslevel: int = 6
+) -> BundleInfo:
+    """Write the bundle of ``stamp`` with the files of ``source_dir`` to ``out_path``.
+
+    Every file is hashed as it is added and must match the manifest, so a bundle never
+    disagrees with its own stamp (ReleaseContentError otherwise). The output appears
+    atomically; its sha256 is what unpack_bundle() must be given.
+    """
+    checked = parse_stamp(stamp.to_dict())
+    if isinstance(checked, StampError):
+        raise StampInvalid(checked)
+    source = Path(source_dir)
+    out = Path(out_path)
+    temp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
+    stamp_bytes = stamp.to_bytes()
+    try:
+        with open(temp, "wb") as raw:
+            gz = (
+                None
+                if out.name.endswith(".tar")
+                else gzip.GzipFile(
+                    filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel
+                )
+            )
+            try:
+                with tarfile.open(
+                    fileobj=gz if gz is not None else raw, mode="w", format=tarfile.PAX_FORMAT
+                ) as tar:
+                    tar.addfile(_tar_info(STAMP_FILE, len(stamp_bytes)), io.BytesIO(stamp_bytes))
+                    for entry in sorted(stamp.manifest):
+                        _add_file(tar, source, entry)
+            finally:
+                if gz is not None:
+                    gz.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(temp, out)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return BundleInfo(
+        path=out, sha256=sha256_file(out), size=out.stat().st_size, files=len(stamp.manifest)
+    )
+
+
+def _add_file(tar: tarfile.TarFile, source: Path, entry: ManifestEntry) -> None:
+    path = source / entry.path
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError as exc:
+        raise ReleaseContentError(f"{entry.path} is in the manifest but not in {source}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise ReleaseContentError(f"{entry.path} is not a regular file")
+    if st.st_size != entry.size:
+        raise ReleaseContentError(f"{entry.path}: size {st.st_size}, manifest says {entry.size}")
+    with open(path, "rb") as f:
+        reader = _HashingReader(f)
+        tar.addfile(_tar_info(entry.path, entry.size), cast(IO[bytes], reader))
+    if reader.hexdigest() != entry.sha256:
+        raise ReleaseContentError(f"{entry.path}: sha256 differs from the manifest")
+
+
+def _safe_name(member: tarfile.TarInfo) -> str:
+    """The member's normalised relative path, or UnsafeBundleMember."""
+    name = member.name
+    if name.startswith("/") or name.startswith("\\") or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeBundleMember(name, "absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeBundleMember(name, "'..' in path")
+    if member.issym() or member.islnk():
+        kind = "symbolic" if member.issym() else "hard"
+        raise UnsafeBundleMember(
+            name, f"{kind} link to {member.linkname!r}; bundles hold regular files only"
+        )
+    if member.isdev():
+        raise UnsafeBundleMember(name, "device or fifo")
+    if not (member.isfile() or member.isdir()):
+        raise UnsafeBundleMember(name, f"unsupported member type {member.type!r}")
+    return "/".join(parts)
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tuple[str, tarfile.TarInfo]]:
+    """Regular-file members with their safe names; directories are checked and skipped."""
+    while True:
+        try:
+            member = tar.next()
+        except _STREAM_ERRORS as exc:
+            raise BundleError(f"bundle is not a readable tar: {exc}") from exc
+        if member is None:
+            return
+        name = _safe_name(member)
+        if member.isdir():
+            continue  # directories are created as needed for the files
+        yield name, member
+
+
+def _open_stream(raw: IO[bytes]) -> tarfile.TarFile:
+    # Stream mode ("r|*"): one forward pass, gzip or plain detected from the data.
+    try:
+        return tarfile.open(fileobj=raw, mode="r|*")
+    except _STREAM_ERRORS as exc:
+        raise BundleError(f"bundle is not a readable tar: {exc}") from exc
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> bytes:
+    if member.size > limit:
+        raise BundleError(f"{member.name} is larger than {limit} bytes")
+    reader = tar.extractfile(member)
+    if reader is None:
+        raise BundleError(f"{member.name} has no content")
+    return _GuardedReader(reader).read(member.size)
+
+
+def unpack_bundle(
+    root: PathLike,
+    bundle_path: PathLike,
+    expected_sha256: str,
+    *,
+    expected_release_id: str | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+) -> ReleaseResult:
+    """Publish the release in a bundle as ``releases/<id>``, atomically and idempotently.
+
+    The bundle's sha256 must equal ``expected_sha256`` (BundleChecksumMismatch). Members
+    are checked one by one (UnsafeBundleMember, BundleManifestMismatch, BundleError) and
+    their content is stored by hash; the staged release gets the full check and is
+    renamed into place only if everything matched. Same id with the same manifest is a
+    no-op (already_present), with another manifest ReleaseConflict. Takes release_lock().
+    """
+    expected = expected_sha256.strip().lower()
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise BundleChecksumMismatch(f"expected sha256 {expected_sha256!r} is not 64 hex digits")
+    actual = sha256_file(bundle_path)
+    if actual != expected:
+        raise BundleChecksumMismatch(f"bundle sha256 is {actual}, expected {expected}")
+    if expected_release_id is not None:
+        validate_release_id(expected_release_id)
+
+    ensure_tree(root)
+    with (
+        release_lock(root, timeout=lock_timeout),
+        open(bundle_path, "rb") as raw,
+        _open_stream(raw) as tar,
+    ):
+        members = _members(tar)
+        first = next(members, None)
+        if first is None or first[0] != STAMP_FILE:
+            raise BundleError(f"{STAMP_FILE} must be the first file of the bundle")
+        stamp_bytes = _read_member(tar, first[1], MAX_STAMP_BYTES)
+        parsed = parse_stamp(stamp_bytes)
+        if isinstance(parsed, StampError):
+            raise BundleError(f"{STAMP_FILE} in the bundle: {parsed.message}")
+        stamp = parsed
+        if expected_release_id is not None and stamp.release_id != expected_release_id:
+            raise BundleError(
+                f"bundle holds release {stamp.release_id}, expected {expected_release_id}"
+            )
+        present = existing_release(root, stamp)
+        if present is not None:
+            return present
+        with staging(root) as area:
+            written, files_written = _ingest_members(root, tar, members, stamp, area)
+            return publish(
+                root,
+                area.release_dir,
+                stamp,
+                stamp_bytes,
+                bytes_written=written,
+                files_written=files_written,
+            )
+
+
+def _ingest_members(
+    root: PathLike,
+    tar: tarfile.TarFile,
+    members: Iterator[tuple[str, tarfile.TarInfo]],
+    stamp: Stamp,
+    area: Staging,
+) -> tuple[int, int]:
+    by_path = {entry.path: entry for entry in stamp.manifest}
+    seen: set[str] = set()
+    written = 0
+    files_written = 0
+    for name, member in members:
+        entry = by_path.get(name)
+        if entry is None:
+            raise BundleManifestMismatch(f"{member.name} is not in the bundle's manifest")
+        if name in seen:
+            raise BundleManifestMismatch(f"{member.name} appears twice in the bundle")
+        seen.add(name)
+        if member.size != entry.size:
+            raise BundleManifestMismatch(f"{name}: size {member.size}, manifest says {entry.size}")
+        reader = tar.extractfile(member)
+        if reader is None:
+            raise BundleError(f"{member.name} has no content")
+        if ingest_stream(
+            root, _GuardedReader(reader), entry, area.incoming, BundleManifestMismatch
+        ):
+            area.stored.append(store_path(root, entry.sha256))
+            written += entry.size
+            files_written += 1
+        link_from_store(root, entry, area.release_dir)
+    missing = sorted(set(by_path) - seen)
+    if missing:
+        raise BundleManifestMismatch(
+            f"bundle lacks {len(missing)} file(s) of its manifest, first {missing[0]}"
+        )
+    return written, files_written

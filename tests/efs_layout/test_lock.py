@@ -1,0 +1,93 @@
+"""release_lock(): O_EXCL lock file, timeout with LockBusy, stale-lock takeover."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from efs_layout import LockBusy, StampFields, assemble_release, release_lock
+
+SourceFactory = Callable[..., Path]
+
+
+def test_lock_file_holds_pid_host_and_time(root: Path) -> None:
+    with release_lock(root) as info:
+        content = json.loads(info.path.read_text())
+        assert info.path == root / "locks" / "releases.lock"
+        assert content["pid"] == os.getpid()
+        assert content["hostname"] == info.hostname
+        assert abs(content["time"] - time.time()) < 60
+        assert content["token"] == info.token
+    assert not info.path.exists()
+
+
+def test_second_acquirer_times_out(root: Path) -> None:
+    with release_lock(root):
+        start = time.monotonic()
+        with pytest.raises(LockBusy) as busy, release_lock(root, timeout=0.3, poll_interval=0.05):
+            pytest.fail("acquired a held lock")
+        assert time.monotonic() - start >= 0.3
+        assert f"pid {os.getpid()}" in busy.value.holder
+        assert isinstance(busy.value, TimeoutError)
+    with release_lock(root, timeout=0):
+        pass  # free again once released
+
+
+def test_locks_with_other_names_are_independent(root: Path) -> None:
+    with release_lock(root, "releases"), release_lock(root, "prune", timeout=0):
+        pass
+    with pytest.raises(ValueError), release_lock(root, "../escape"):
+        pass
+
+
+def test_stale_lock_is_taken_over(root: Path) -> None:
+    lock = root / "locks" / "releases.lock"
+    lock.parent.mkdir(parents=True)
+    dead = {"pid": 1, "hostname": "gone", "time": time.time() - 7200, "token": "dead"}
+    lock.write_text(json.dumps(dead))
+    with release_lock(root, timeout=0, stale_after=3600) as info:
+        assert json.loads(lock.read_text())["token"] == info.token
+    assert not lock.exists()
+    assert [p.name for p in lock.parent.iterdir()] == []  # the renamed stale file is gone too
+
+
+def test_fresh_lock_is_not_taken_over(root: Path) -> None:
+    lock = root / "locks" / "releases.lock"
+    lock.parent.mkdir(parents=True)
+    alive = {"pid": 1, "hostname": "busy", "time": time.time() - 10, "token": "alive"}
+    lock.write_text(json.dumps(alive))
+    with pytest.raises(LockBusy, match="busy"), release_lock(root, timeout=0.1, stale_after=3600):
+        pass
+    assert json.loads(lock.read_text())["token"] == "alive"
+
+
+def test_unreadable_stale_lock_is_judged_by_mtime(root: Path) -> None:
+    lock = root / "locks" / "releases.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_bytes(b"\x00half-writ")
+    old = time.time() - 7200
+    os.utime(lock, (old, old))
+    with release_lock(root, timeout=0, stale_after=3600):
+        pass
+
+
+def test_holder_whose_lock_was_taken_over_does_not_remove_the_new_one(root: Path) -> None:
+    with release_lock(root) as first:
+        # Someone judged us stale and took over.
+        first.path.unlink()
+        first.path.write_text(json.dumps({"token": "newcomer", "time": time.time()}))
+    assert json.loads(first.path.read_text())["token"] == "newcomer"
+
+
+def test_writers_respect_the_lock(
+    root: Path, fields: StampFields, make_source: SourceFactory
+) -> None:
+    source = make_source()
+    with release_lock(root), pytest.raises(LockBusy):
+        assemble_release(root, "r1", source, fields, lock_timeout=0.1)
+    assert assemble_release(root, "r1", source, fields).path.is_dir()
