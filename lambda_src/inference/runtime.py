@@ -1,0 +1,129 @@
+"""One execution environment's state: which release it serves and the model it loaded.
+
+Nothing from a release's lib/ is imported, and no pickle is opened, until
+efs_layout.check_release() says the release fits this interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from efs_layout.layout import add_lib_to_path, is_valid_release_id, release_path
+from efs_layout.verify import Verdict, check_release
+from lambda_src.inference.http import HttpError
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where the release lives, from the function's environment (set by Terraform/pipeline)."""
+
+    mount_path: Path
+    release_id: str
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Config:
+        """Read EFS_MOUNT_PATH and RELEASE_ID."""
+        env = os.environ if environ is None else environ
+        return cls(
+            mount_path=Path(env.get("EFS_MOUNT_PATH", "/mnt/ml")),
+            release_id=env.get("RELEASE_ID", "none"),
+        )
+
+
+@dataclass
+class Loaded:
+    """A release whose model is in memory."""
+
+    release_id: str
+    stamp: Any
+    predictor: Any
+    timings_ms: dict[str, float]
+
+
+@dataclass
+class Runtime:
+    """Loads the configured release once per execution environment and serves from it."""
+
+    config: Config
+    loaded: Loaded | None = None
+    invocations: int = 0
+    last_verdict: Verdict | None = None
+    _started: float = field(default_factory=time.perf_counter)
+
+    def next_invocation(self) -> bool:
+        """Count an invocation; True for the first one of this environment (a cold start)."""
+        self.invocations += 1
+        return self.invocations == 1
+
+    def ensure_loaded(self) -> Loaded | HttpError:
+        """Check the release and load its model, once; a refused release is re-checked later."""
+        if self.loaded is not None:
+            return self.loaded
+        if self.config.release_id in ("", "none"):
+            return HttpError(503, "no_release", "no release has been promoted to this function yet")
+        t0 = time.perf_counter()
+        verdict = check_release(self.config.mount_path, self.config.release_id)
+        self.last_verdict = verdict
+        t1 = time.perf_counter()
+        if not verdict.ok or verdict.stamp is None:
+            return HttpError(
+                503,
+                f"release_{verdict.code.value}",
+                f"release {self.config.release_id} is not served: {verdict.message}",
+            )
+        add_lib_to_path(self.config.mount_path, self.config.release_id)
+        import joblib  # from the release's lib/, now that the stamp fits
+
+        t2 = time.perf_counter()
+        model_file = release_path(self.config.mount_path, self.config.release_id) / (
+            verdict.stamp.model.file
+        )
+        predictor = joblib.load(model_file)
+        warmup = getattr(predictor, "warmup", None)
+        if callable(warmup):
+            warmup()
+        t3 = time.perf_counter()
+        self.loaded = Loaded(
+            release_id=self.config.release_id,
+            stamp=verdict.stamp,
+            predictor=predictor,
+            timings_ms={
+                "stamp_check": (t1 - t0) * 1000,
+                "imports": (t2 - t1) * 1000,
+                "model_load": (t3 - t2) * 1000,
+                "init": (t3 - t0) * 1000,
+            },
+        )
+        return self.loaded
+
+    def health(self) -> dict[str, Any]:
+        """What /health reports: release, stamp summary, loaded or not, and on disk or not."""
+        release_id = self.config.release_id
+        on_disk = (
+            is_valid_release_id(release_id)
+            and release_path(self.config.mount_path, release_id).is_dir()
+        )
+        body: dict[str, Any] = {
+            "release": self.config.release_id,
+            "loaded": self.loaded is not None,
+            "release_on_disk": on_disk,
+        }
+        stamp = self.loaded.stamp if self.loaded else None
+        if stamp is None and self.last_verdict is not None:
+            stamp = self.last_verdict.stamp
+            body["verdict"] = self.last_verdict.code.value
+        if stamp is not None:
+            body["stamp"] = {
+                "created_at": stamp.created_at,
+                "git_commit": stamp.git_commit,
+                "python": stamp.python.abi_tag,
+                "machine": stamp.platform.machine,
+                "packages": stamp.packages.as_dict(),
+                "model": {"name": stamp.model.name, "framework": stamp.model.framework},
+                "files": len(stamp.manifest),
+            }
+        return body
