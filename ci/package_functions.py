@@ -20,7 +20,13 @@ TFVARS_PATH = REPO_ROOT / "terraform" / "packages.auto.tfvars.json"
 
 # What each function's zip holds: its handler package and the shared layout package.
 FUNCTION_SOURCES: dict[str, tuple[str, ...]] = {
-    "inference": ("lambda_src/__init__.py", "lambda_src/inference", "efs_layout"),
+    # lambda_src/models holds the predictor classes that model.joblib pickles name.
+    "inference": (
+        "lambda_src/__init__.py",
+        "lambda_src/inference",
+        "lambda_src/models",
+        "efs_layout",
+    ),
     "syncer": ("lambda_src/__init__.py", "lambda_src/syncer", "efs_layout"),
 }
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
