@@ -57,7 +57,7 @@ if TYPE_CHECKING:
         new_release_id,
         parse_stamp,
     )
-    from efs_layout.store import GcResult, collect_garbage
+    from efs_layout.store import GcResult, collect_garbage, store_has
     from efs_layout.verify import (
         Interpreter,
         Verdict,
@@ -113,6 +113,7 @@ _EXPORTS: dict[str, str] = {
     "parse_stamp": "efs_layout.stamp",
     "GcResult": "efs_layout.store",
     "collect_garbage": "efs_layout.store",
+    "store_has": "efs_layout.store",
     "Interpreter": "efs_layout.verify",
     "Verdict": "efs_layout.verify",
     "VerdictCode": "efs_layout.verify",
@@ -182,6 +183,7 @@ __all__ = [
     "release_path",
     "root_from_env",
     "sha256_file",
+    "store_has",
     "store_path",
     "unpack_bundle",
 ]

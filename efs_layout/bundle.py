@@ -5,6 +5,11 @@ Format: a tar, gzip-compressed unless the name ends in ``.tar``, whose first fil
 files. make_bundle() writes it deterministically (sorted paths, mtime 0, uid/gid 0, mode
 0644, gzip header without name or time), so the same release gives the same bytes.
 
+A DELTA bundle (``make_bundle(..., omit_sha256=...)``) leaves out the files whose content
+the EFS store already holds, typically all of lib/ when only the model changed; its
+STAMP.json still lists the full manifest. unpack_bundle() satisfies manifest entries that
+are not in the tar from the store, and refuses the bundle if the store lacks one.
+
 unpack_bundle() reads the tar as a stream, in one pass, and never uses tarfile's
 extraction: each member is checked (no absolute path, no '..', no link, no device, listed
 in the manifest with that size) and its content goes into the store under its verified
@@ -21,7 +26,7 @@ import secrets
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
@@ -38,7 +43,7 @@ from efs_layout.layout import STAMP_FILE, PathLike, ensure_tree, store_path, val
 from efs_layout.lock import DEFAULT_TIMEOUT, release_lock
 from efs_layout.release import ReleaseResult, Staging, existing_release, publish, staging
 from efs_layout.stamp import ManifestEntry, Stamp, StampError, parse_stamp
-from efs_layout.store import ingest_stream, link_from_store
+from efs_layout.store import ingest_stream, link_from_store, store_has
 from efs_layout.verify import MAX_STAMP_BYTES, sha256_file
 
 # What a corrupt or truncated tar/gzip stream raises while it is read.
@@ -47,12 +52,19 @@ _STREAM_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
 @dataclass(frozen=True)
 class BundleInfo:
-    """A bundle written by make_bundle()."""
+    """A bundle written by make_bundle().
+
+    ``files`` counts the manifest files carried in the tar (STAMP.json not included);
+    ``files_omitted`` and ``bytes_omitted`` the manifest files left out of a delta bundle
+    because the store already holds their content. ``size`` is the bundle's own size.
+    """
 
     path: Path
     sha256: str
     size: int
     files: int
+    files_omitted: int = 0
+    bytes_omitted: int = 0
 
 
 class _HashingReader(io.RawIOBase):
@@ -102,17 +114,31 @@ def _tar_info(name: str, size: int) -> tarfile.TarInfo:
 
 
 def make_bundle(
-    source_dir: PathLike, stamp: Stamp, out_path: PathLike, *, compresslevel: int = 6
+    source_dir: PathLike,
+    stamp: Stamp,
+    out_path: PathLike,
+    *,
+    compresslevel: int = 6,
+    omit_sha256: Collection[str] = (),
 ) -> BundleInfo:
     """Write the bundle of ``stamp`` with the files of ``source_dir`` to ``out_path``.
 
     Every file is hashed as it is added and must match the manifest, so a bundle never
     disagrees with its own stamp (ReleaseContentError otherwise). The output appears
     atomically; its sha256 is what unpack_bundle() must be given.
+
+    Files whose sha256 is in ``omit_sha256`` are left out of the tar (a delta bundle, for
+    a syncer whose store holds them: pass ``store_has(root, hashes)``); STAMP.json still
+    lists every file. An omitted file must exist in ``source_dir`` with its manifest size
+    but is not read. The same stamp, files and ``omit_sha256`` give the same bytes.
     """
     checked = parse_stamp(stamp.to_dict())
     if isinstance(checked, StampError):
         raise StampInvalid(checked)
+    if isinstance(omit_sha256, (str, bytes)):
+        raise TypeError("omit_sha256 must be a collection of sha256 hex digests, not one string")
+    omit = frozenset(omit_sha256)
+    omitted = [entry for entry in stamp.manifest if entry.sha256 in omit]
     source = Path(source_dir)
     out = Path(out_path)
     temp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
@@ -132,7 +158,10 @@ def make_bundle(
                 ) as tar:
                     tar.addfile(_tar_info(STAMP_FILE, len(stamp_bytes)), io.BytesIO(stamp_bytes))
                     for entry in sorted(stamp.manifest):
-                        _add_file(tar, source, entry)
+                        if entry.sha256 in omit:
+                            _source_file(source, entry)
+                        else:
+                            _add_file(tar, source, entry)
             finally:
                 if gz is not None:
                     gz.close()
@@ -143,11 +172,17 @@ def make_bundle(
         temp.unlink(missing_ok=True)
         raise
     return BundleInfo(
-        path=out, sha256=sha256_file(out), size=out.stat().st_size, files=len(stamp.manifest)
+        path=out,
+        sha256=sha256_file(out),
+        size=out.stat().st_size,
+        files=len(stamp.manifest) - len(omitted),
+        files_omitted=len(omitted),
+        bytes_omitted=sum(entry.size for entry in omitted),
     )
 
 
-def _add_file(tar: tarfile.TarFile, source: Path, entry: ManifestEntry) -> None:
+def _source_file(source: Path, entry: ManifestEntry) -> Path:
+    """The source file of ``entry``, which must be a regular file of the manifest size."""
     path = source / entry.path
     try:
         st = os.lstat(path)
@@ -157,6 +192,11 @@ def _add_file(tar: tarfile.TarFile, source: Path, entry: ManifestEntry) -> None:
         raise ReleaseContentError(f"{entry.path} is not a regular file")
     if st.st_size != entry.size:
         raise ReleaseContentError(f"{entry.path}: size {st.st_size}, manifest says {entry.size}")
+    return path
+
+
+def _add_file(tar: tarfile.TarFile, source: Path, entry: ManifestEntry) -> None:
+    path = _source_file(source, entry)
     with open(path, "rb") as f:
         reader = _HashingReader(f)
         tar.addfile(_tar_info(entry.path, entry.size), cast(IO[bytes], reader))
@@ -228,9 +268,13 @@ def unpack_bundle(
 
     The bundle's sha256 must equal ``expected_sha256`` (BundleChecksumMismatch). Members
     are checked one by one (UnsafeBundleMember, BundleManifestMismatch, BundleError) and
-    their content is stored by hash; the staged release gets the full check and is
-    renamed into place only if everything matched. Same id with the same manifest is a
-    no-op (already_present), with another manifest ReleaseConflict. Takes release_lock().
+    their content is stored by hash. Manifest files the tar does not carry (a delta
+    bundle) are linked from the store if it holds them, checked under the lock so the
+    garbage collector cannot remove them in between; if it does not, the bundle is
+    refused (BundleManifestMismatch naming the first such path). The staged release gets
+    the full check and is renamed into place only if everything matched. Same id with
+    the same manifest is a no-op (already_present), with another manifest
+    ReleaseConflict. Takes release_lock().
     """
     expected = expected_sha256.strip().lower()
     if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
@@ -305,9 +349,30 @@ def _ingest_members(
             written += entry.size
             files_written += 1
         link_from_store(root, entry, area.release_dir)
-    missing = sorted(set(by_path) - seen)
-    if missing:
-        raise BundleManifestMismatch(
-            f"bundle lacks {len(missing)} file(s) of its manifest, first {missing[0]}"
-        )
+    _link_absent_from_store(root, [by_path[p] for p in sorted(set(by_path) - seen)], area)
     return written, files_written
+
+
+def _link_absent_from_store(root: PathLike, absent: list[ManifestEntry], area: Staging) -> None:
+    """Hard-link the manifest files a delta bundle left out from the store, or refuse.
+
+    Runs under release_lock() (unpack_bundle holds it), which collect_garbage() and
+    delete_release() take too: a store file found here cannot be collected before it is
+    linked, and once linked its link count keeps it.
+    """
+    if not absent:
+        return
+    sizes: dict[str, int] = {}
+    for entry in absent:
+        sizes.setdefault(entry.sha256, entry.size)
+    held = store_has(root, sizes, sizes=sizes)
+    # store_has() checked the first size listed for each hash; a second entry with the
+    # same hash but another size cannot be that file.
+    lacking = [e for e in absent if e.sha256 not in held or sizes[e.sha256] != e.size]
+    if lacking:
+        raise BundleManifestMismatch(
+            f"{lacking[0].path} is not in the bundle and not in the store"
+            f" ({len(lacking)} manifest file(s) missing)"
+        )
+    for entry in absent:
+        link_from_store(root, entry, area.release_dir)

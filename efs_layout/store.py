@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import stat
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +38,11 @@ from efs_layout.verify import CHUNK_SIZE
 # lock is taken over after 16 minutes).
 DEFAULT_TMP_MAX_AGE = 3600.0
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# store_has(): below this many hashes a thread pool costs more than it saves.
+_PARALLEL_THRESHOLD = 64
+_STAT_WORKERS = 16
+
 
 class Readable(Protocol):
     """Anything with a binary ``read(size)``: a file, a tar member."""
@@ -54,13 +61,59 @@ class GcResult:
     tmp_entries_removed: int
 
 
-def store_has(root: PathLike, entry: ManifestEntry) -> bool:
-    """Whether the store already holds ``entry``'s content (by hash name and size)."""
+def _stored_size(root: PathLike, sha256: str) -> int | None:
+    """Size of the regular store file named ``sha256``; None if there is none."""
     try:
-        st = os.lstat(store_path(root, entry.sha256))
-    except FileNotFoundError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_size == entry.size
+        st = os.lstat(store_path(root, sha256))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def store_has_entry(root: PathLike, entry: ManifestEntry) -> bool:
+    """Whether the store already holds ``entry``'s content (by hash name and size)."""
+    return _stored_size(root, entry.sha256) == entry.size
+
+
+def store_has(
+    root: PathLike, hashes: Iterable[str], *, sizes: Mapping[str, int] | None = None
+) -> set[str]:
+    """Which of ``hashes`` (sha256, lowercase hex) the store holds.
+
+    A hash counts as present when ``store/sha256/<ab>/<hex>`` is a regular file, and, if
+    ``sizes`` names the hash, has that size. Nothing is read or hashed: the store is only
+    ever written by verified ingest, so the name is the content. Strings that are not 64
+    lowercase hex digits are never present. Many hashes are stat()ed on a few threads,
+    since on EFS every stat is a network round trip.
+
+    Without the release lock the answer may go stale (the garbage collector removes store
+    files no release links to); a writer that relies on it must ask again under the lock,
+    as unpack_bundle() does.
+    """
+    wanted = [h for h in dict.fromkeys(hashes) if isinstance(h, str) and _SHA256_HEX.fullmatch(h)]
+    # Paths as plain strings: building a Path per hash costs more than the stat itself.
+    base = os.fspath(store_root(root))
+
+    def present(batch: list[str]) -> list[str]:
+        found = []
+        for sha256 in batch:
+            try:
+                st = os.lstat(f"{base}/{sha256[:2]}/{sha256}")
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISREG(st.st_mode) and (
+                sizes is None or sizes.get(sha256, st.st_size) == st.st_size
+            ):
+                found.append(sha256)
+        return found
+
+    if len(wanted) < _PARALLEL_THRESHOLD:
+        return set(present(wanted))
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [wanted[i::_STAT_WORKERS] for i in range(_STAT_WORKERS)]
+    with ThreadPoolExecutor(max_workers=_STAT_WORKERS) as pool:
+        return {sha256 for found in pool.map(present, batches) for sha256 in found}
 
 
 def ingest_stream(
@@ -76,7 +129,7 @@ def ingest_stream(
     entry raises ``mismatch`` before anything reaches the store. ``incoming`` is a
     directory on the same file system for the temporary file.
     """
-    if store_has(root, entry):
+    if store_has_entry(root, entry):
         return False
     temp = incoming / f"{entry.sha256[:16]}.{secrets.token_hex(6)}.part"
     digest = hashlib.sha256()
@@ -115,7 +168,7 @@ def ingest_file(
     mismatch: type[EfsLayoutError],
 ) -> bool:
     """ingest_stream() for a file; the file is not even opened when the store has it."""
-    if store_has(root, entry):
+    if store_has_entry(root, entry):
         return False
     with open(source, "rb") as reader:
         return ingest_stream(root, reader, entry, incoming, mismatch)

@@ -23,6 +23,7 @@ from efs_layout import (
     check_release,
     delete_release,
     list_releases,
+    store_has,
     unpack_bundle,
 )
 
@@ -52,6 +53,13 @@ class ListRequest:
 
 
 @dataclass(frozen=True)
+class HaveRequest:
+    """Which of these file hashes the store already holds (so a bundle can leave them out)."""
+
+    hashes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DeleteRequest:
     """Delete one release (the pipeline's prune step decides which)."""
 
@@ -72,7 +80,8 @@ class Outcome:
         return asdict(self)
 
 
-Request = SyncRequest | CheckRequest | ListRequest | DeleteRequest
+Request = SyncRequest | CheckRequest | ListRequest | DeleteRequest | HaveRequest
+MAX_HAVE = 200_000
 
 
 def parse_request(event: Any) -> Request | Outcome:
@@ -82,6 +91,13 @@ def parse_request(event: Any) -> Request | Outcome:
     action = event.get("action", "sync")
     if action == "list":
         return ListRequest()
+    if action == "have":
+        hashes = event.get("sha256")
+        if not isinstance(hashes, list) or len(hashes) > MAX_HAVE:
+            return _refused("bad_request", f"have needs a list of at most {MAX_HAVE} sha256")
+        if not all(isinstance(h, str) and _SHA256.match(h) for h in hashes):
+            return _refused("bad_request", "have needs sha256 values of 64 lower-case hex digits")
+        return HaveRequest(tuple(hashes))
     if action in ("check", "delete"):
         release_id = event.get("release_id")
         if not isinstance(release_id, str) or not release_id:
@@ -139,8 +155,18 @@ def publish(root: Path, bundle: Path, request: SyncRequest) -> Outcome:
     )
 
 
-def run_local(root: Path, request: CheckRequest | ListRequest | DeleteRequest) -> Outcome:
+def run_local(
+    root: Path, request: CheckRequest | ListRequest | DeleteRequest | HaveRequest
+) -> Outcome:
     """The requests that need no download."""
+    if isinstance(request, HaveRequest):
+        present = store_has(root, request.hashes)
+        return Outcome(
+            "ok",
+            "ok",
+            f"{len(present)} of {len(request.hashes)} present",
+            {"present": sorted(present)},
+        )
     if isinstance(request, ListRequest):
         return Outcome("ok", "ok", "releases listed", {"releases": list_releases(root)})
     if isinstance(request, CheckRequest):
