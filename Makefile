@@ -12,7 +12,16 @@ TARGET ?= emulator
 EMULATOR_PORT ?= 4566
 # Extra wheel index for torch/torchvision, e.g. https://download.pytorch.org/whl/cpu
 TORCH_INDEX_URL ?=
+# S3 bucket for Terraform state on AWS (writes terraform/backend.tf from the example)
+TF_STATE_BUCKET ?=
 PYTEST_ARGS ?=
+# The model the pipeline builds (digits | resnet152 | sklearn-digits) and lib/'s dependency set.
+MODEL ?= digits
+LIB_REQUIREMENTS ?= requirements/lambda.txt
+# Extra wheel index for lib/ (real deployments: https://download.pytorch.org/whl/cpu)
+LIB_EXTRA_INDEX_URL ?=
+KEEP ?= 3
+PIPELINE_ARGS ?=
 
 export TF_CLI_CONFIG_FILE := $(CURDIR)/.state/terraform.rc
 export PYTHONPATH := $(CURDIR)
@@ -24,12 +33,20 @@ export AWS_SECRET_ACCESS_KEY := test
 export AWS_REGION := us-east-1
 export AWS_DEFAULT_REGION := us-east-1
 export AWS_EC2_METADATA_DISABLED := true
+# The emulator's resources live only as long as the emulator, and so does their state.
+export TF_STATE_FILE := $(CURDIR)/.state/emulator/terraform.tfstate
+TF_STATE_ARGS := -state=$(TF_STATE_FILE)
+# The local data plane runs functions on this machine's Python, so the emulated
+# functions declare it as their runtime (lib/ is then built for it).
+LOCAL_PYTHON := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+TF_STATE_ARGS += -var lambda_runtime=python$(LOCAL_PYTHON)
 endif
 
 TF := terraform -chdir=terraform
 
 .PHONY: help setup test lint typecheck fmt emulator-up emulator-down emulator-status \
-	package tf-init tf-plan tf-apply tf-destroy clean
+	package tf-init tf-plan tf-apply tf-destroy tf-outputs clean pipeline rollback build-lib \
+	build-model release publish promote smoke prune
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -63,8 +80,10 @@ fmt: ## Format Python and Terraform in place
 emulator-up: ## Start the embedded AWS emulator on 127.0.0.1:4566 (pid and log in .state/emulator)
 	$(PY) -m local.emulator up --port $(EMULATOR_PORT)
 
-emulator-down: ## Stop the embedded AWS emulator
+emulator-down: ## Stop the embedded AWS emulator (its Terraform state and EFS folder go with it)
 	$(PY) -m local.emulator down
+	rm -f .state/emulator/terraform.tfstate .state/emulator/terraform.tfstate.backup
+	rm -rf .state/efs .state/code
 
 emulator-status: ## Say whether the emulator is running
 	$(PY) -m local.emulator status --port $(EMULATOR_PORT)
@@ -74,17 +93,57 @@ package: ## Build the Lambda code zips and terraform/packages.auto.tfvars.json
 
 tf-init: package ## Write the project-local Terraform CLI config (provider mirror if present) and init
 	$(PY) -m ci.terraform_cli
+ifneq ($(TF_STATE_BUCKET),)
+	sed 's/REPLACE-with-your-state-bucket/$(TF_STATE_BUCKET)/' terraform/backend.tf.example > terraform/backend.tf
+endif
 	$(TF) init -input=false -no-color >/dev/null
 	@echo "terraform initialised"
 
 tf-plan: tf-init ## terraform plan against TARGET (emulator by default)
-	$(TF) plan -input=false
+	$(TF) plan -input=false $(TF_STATE_ARGS)
 
 tf-apply: tf-init ## terraform apply against TARGET (emulator by default)
-	$(TF) apply -input=false -auto-approve
+	$(TF) apply -input=false -auto-approve $(TF_STATE_ARGS)
 
 tf-destroy: ## terraform destroy against TARGET (emulator by default)
-	$(TF) destroy -input=false -auto-approve
+	$(TF) destroy -input=false -auto-approve $(TF_STATE_ARGS)
+
+tf-outputs: ## Save Terraform's outputs to build/tf-outputs.json for the deploy steps
+	$(PY) -m ci.stack
+
+pipeline: emulator-if-local tf-apply ## Run pipeline steps 1-8 (build, package, publish, promote, smoke, prune) against TARGET
+	$(PY) -m ci.pipeline --model $(MODEL) --lib-requirements $(LIB_REQUIREMENTS) --keep $(KEEP) \
+		$(if $(LIB_EXTRA_INDEX_URL),--extra-index-url $(LIB_EXTRA_INDEX_URL)) $(PIPELINE_ARGS)
+
+rollback: ## Return the live alias to the previous release in one step
+	$(PY) -m ci.promote --rollback
+
+build-lib: ## Step 2: build lib/ (the Lambda's dependencies) into build/lib
+	$(PY) -m ci.build_lib --out build/lib --requirements $(LIB_REQUIREMENTS) \
+		$(if $(LIB_EXTRA_INDEX_URL),--extra-index-url $(LIB_EXTRA_INDEX_URL))
+
+build-model: ## Step 3: build the model (MODEL=digits|resnet152|sklearn-digits) into build/model
+	$(PY) -m ci.build_model --model $(MODEL) --out build/model
+
+release: ## Step 4: package build/lib + build/model into a release bundle in build/release
+	$(PY) -m ci.package_release --lib build/lib --model build/model --out build/release
+
+publish: ## Step 5: upload the bundle and have the syncer publish it on EFS
+	$(PY) -m ci.publish --release build/release/release.json
+
+promote: ## Step 6: point the live alias at the published release
+	$(PY) -m ci.promote --release build/release/release.json
+
+smoke: ## Step 7: warm up and predict a known digit through the endpoint; roll back on failure
+	$(PY) -m ci.smoke
+
+prune: ## Step 8: delete releases beyond the newest KEEP (never live or previous)
+	$(PY) -m ci.prune --keep $(KEEP)
+
+emulator-if-local:
+ifeq ($(TARGET),emulator)
+	@$(PY) -m local.emulator up --port $(EMULATOR_PORT) >/dev/null
+endif
 
 clean: ## Remove build outputs (keeps .venv and .state)
 	rm -rf build test-output

@@ -14,8 +14,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci import paths
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BUILD_DIR = REPO_ROOT / "build" / "lambda"
+BUILD_DIR = paths.lambda_zip_dir()
 TFVARS_PATH = REPO_ROOT / "terraform" / "packages.auto.tfvars.json"
 
 # What each function's zip holds: its handler package and the shared layout package.

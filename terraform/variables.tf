@@ -38,9 +38,9 @@ variable "vpc_cidr" {
 }
 
 variable "lambda_runtime" {
-  description = "Python runtime of both functions; it must match the Python ABI that lib/ on EFS was built for."
+  description = "Python runtime of both functions; the pipeline builds lib/ for it. python3.12+ run on Amazon Linux 2023 (glibc 2.34), which current torch wheels (manylinux_2_28) need; python3.11 and older run on Amazon Linux 2 (glibc 2.26)."
   type        = string
-  default     = "python3.11"
+  default     = "python3.12"
 
   validation {
     condition     = contains(["python3.9", "python3.10", "python3.11", "python3.12", "python3.13"], var.lambda_runtime)

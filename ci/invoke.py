@@ -1,0 +1,45 @@
+"""Invoke a deployed function: through AWS Lambda, or through the local data plane when the
+control plane is the embedded emulator (moto cannot run function code)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ci.aws import client
+
+
+def uses_emulator() -> bool:
+    """True when AWS calls go to a loopback endpoint (the embedded emulator)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    return "127.0.0.1" in endpoint or "localhost" in endpoint
+
+
+class FunctionError(RuntimeError):
+    """The function raised instead of answering."""
+
+
+def invoke(function_name: str, payload: Any, qualifier: str | None = None) -> Any:
+    """Invoke synchronously and return the decoded payload."""
+    if uses_emulator():
+        from local.dataplane.environment import invoke_once
+        from local.dataplane.functions import resolve
+
+        result = invoke_once(resolve(function_name, qualifier), payload)
+        if result.error is not None:
+            raise FunctionError(
+                f"{function_name}: {result.error['type']}: {result.error['message']}"
+            )
+        return result.payload
+    kwargs: dict[str, Any] = {
+        "FunctionName": function_name,
+        "Payload": json.dumps(payload).encode(),
+    }
+    if qualifier:
+        kwargs["Qualifier"] = qualifier
+    response = client("lambda").invoke(**kwargs)
+    body = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        raise FunctionError(f"{function_name}: {body}")
+    return body

@@ -1,0 +1,187 @@
+"""Pipeline step 4: package lib/ and the model into a release bundle with its STAMP.json.
+
+    python -m ci.package_release --lib build/lib --model build/model --out build/release
+
+Release id = UTC time + short git sha. When the syncer can be asked (the stack is
+deployed), files already in the EFS store are left out of the bundle: a release that
+changes only the model carries only the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ci import paths
+from efs_layout import (
+    ModelInfo,
+    Packages,
+    PlatformInfo,
+    PythonInfo,
+    StampFields,
+    make_bundle,
+    new_release_id,
+)
+from efs_layout.release import build_manifest
+from efs_layout.stamp import build_stamp
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RELEASE_JSON = "release.json"
+
+
+@dataclass(frozen=True)
+class PackagedRelease:
+    """What the later steps need to know about a packaged release."""
+
+    release_id: str
+    bundle: str
+    sha256: str
+    bundle_bytes: int
+    release_bytes: int
+    files: int
+    files_omitted: int
+    bytes_omitted: int
+    model_name: str
+    labels: list[str]
+    git_commit: str
+
+    @classmethod
+    def load(cls, path: Path) -> PackagedRelease:
+        """Read release.json."""
+        return cls(**json.loads(path.read_text()))
+
+
+def git_commit() -> str:
+    """The commit being released (CircleCI's, or the work tree's)."""
+    env = os.environ.get("CIRCLE_SHA1")
+    if env:
+        return env
+    proc = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else "0000000"
+
+
+def stamp_fields(
+    lib_report: dict[str, Any], model_meta: dict[str, Any], commit: str
+) -> StampFields:
+    """Stamp fields from build-lib's report and build-model's metadata."""
+    packages = dict(lib_report["packages"])
+    extra = dict(packages.pop("extra", {}) or {})
+    return StampFields(
+        git_commit=commit,
+        python=PythonInfo(**lib_report["python"]),
+        platform=PlatformInfo(**lib_report["platform"]),
+        packages=Packages(
+            torch=str(packages["torch"]),
+            torchvision=str(packages["torchvision"]),
+            joblib=str(packages["joblib"]),
+            pillow=str(packages["pillow"]),
+            numpy=str(packages["numpy"]),
+            extra={str(k): str(v) for k, v in extra.items()},
+        ),
+        model=ModelInfo(
+            framework=str(model_meta.get("framework", "unknown")),
+            name=str(model_meta.get("name", "model")),
+            file="model/model.joblib",
+            metadata={
+                k: v
+                for k, v in model_meta.items()
+                if k not in ("artifact_sha256", "artifact_bytes")
+            },
+        ),
+    )
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Mirror src into dst with hard links (copies across file systems): no GBs copied."""
+    for path in sorted(src.rglob("*")):
+        target = dst / path.relative_to(src)
+        if path.is_dir() and not path.is_symlink():
+            target.mkdir(parents=True, exist_ok=True)
+        elif path.is_file() and not path.is_symlink():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copy2(path, target)
+
+
+def present_on_efs(hashes: list[str]) -> set[str]:
+    """Which hashes the EFS store already holds, asked of the deployed syncer (empty if none)."""
+    try:
+        from ci import stack, syncer_client
+
+        names = stack.load()
+        answer = syncer_client.call(names.syncer_function, {"action": "have", "sha256": hashes})
+    except Exception as exc:  # no stack yet, or no syncer: ship everything
+        print(f"package: not asking EFS what it has ({exc}); bundling every file", file=sys.stderr)
+        return set()
+    return set(answer.details.get("present", [])) if answer.ok else set()
+
+
+def package(lib: Path, model_dir: Path, out: Path, delta: bool = True) -> PackagedRelease:
+    """Assemble the release tree, write the bundle and release.json, return the summary."""
+    lib_report = json.loads(lib.with_name(lib.name + ".json").read_text())
+    model_meta = json.loads((model_dir / "metadata.json").read_text())
+    commit = git_commit()
+    release_id = new_release_id(commit)
+    if out.exists():
+        shutil.rmtree(out)
+    tree = out / "tree"
+    _link_tree(lib, tree / "lib")
+    (tree / "model").mkdir(parents=True)
+    os.link(model_dir / "model.joblib", tree / "model" / "model.joblib")
+    manifest = build_manifest(tree)
+    stamp = build_stamp(release_id, manifest, stamp_fields(lib_report, model_meta, commit))
+    omit = present_on_efs(sorted({e.sha256 for e in manifest})) if delta else set()
+    info = make_bundle(tree, stamp, out / f"{release_id}.tar.gz", omit_sha256=omit)
+    shutil.rmtree(tree)
+    packaged = PackagedRelease(
+        release_id=release_id,
+        bundle=str(info.path),
+        sha256=info.sha256,
+        bundle_bytes=info.size,
+        release_bytes=sum(e.size for e in manifest),
+        files=len(manifest),
+        files_omitted=info.files_omitted,
+        bytes_omitted=info.bytes_omitted,
+        model_name=stamp.model.name,
+        labels=[str(x) for x in model_meta.get("labels", [])],
+        git_commit=commit,
+    )
+    (out / RELEASE_JSON).write_text(json.dumps(asdict(packaged), indent=2) + "\n")
+    (out / "STAMP.json").write_bytes(stamp.to_bytes())
+    return packaged
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI of the package step."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lib", type=Path, default=paths.build_dir() / "lib")
+    parser.add_argument("--model", type=Path, default=paths.build_dir() / "model")
+    parser.add_argument("--out", type=Path, default=paths.build_dir() / "release")
+    parser.add_argument("--full", action="store_true", help="bundle every file (no delta)")
+    args = parser.parse_args(argv)
+    try:
+        packaged = package(args.lib, args.model, args.out, delta=not args.full)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"package: failed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"release {packaged.release_id}: {packaged.files} files, {packaged.release_bytes} bytes; "
+        f"bundle {packaged.bundle_bytes} bytes ({packaged.files_omitted} files already on EFS "
+        f"left out)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The local data plane: runs the deployed function code against a folder standing for EFS."""
