@@ -40,13 +40,15 @@ TF_STATE_ARGS := -state=$(TF_STATE_FILE)
 # functions declare it as their runtime (lib/ is then built for it).
 LOCAL_PYTHON := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 TF_STATE_ARGS += -var lambda_runtime=python$(LOCAL_PYTHON)
+TF_STATE_ARGS += -var 'extra_cors_origins=["http://127.0.0.1:8080"]'
+
 endif
 
 TF := terraform -chdir=terraform
 
 .PHONY: help setup test lint typecheck fmt emulator-up emulator-down emulator-status \
 	package tf-init tf-plan tf-apply tf-destroy tf-outputs clean pipeline rollback build-lib \
-	build-model release publish promote smoke prune
+	build-model release publish promote smoke prune up down emulator-if-local
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -100,13 +102,13 @@ endif
 	@echo "terraform initialised"
 
 tf-plan: tf-init ## terraform plan against TARGET (emulator by default)
-	$(TF) plan -input=false $(TF_STATE_ARGS)
+	$(TF) plan -input=false $(TF_STATE_ARGS) $(TF_EXTRA_VARS)
 
 tf-apply: tf-init ## terraform apply against TARGET (emulator by default)
-	$(TF) apply -input=false -auto-approve $(TF_STATE_ARGS)
+	$(TF) apply -input=false -auto-approve $(TF_STATE_ARGS) $(TF_EXTRA_VARS)
 
 tf-destroy: ## terraform destroy against TARGET (emulator by default)
-	$(TF) destroy -input=false -auto-approve $(TF_STATE_ARGS)
+	$(TF) destroy -input=false -auto-approve $(TF_STATE_ARGS) $(TF_EXTRA_VARS)
 
 tf-outputs: ## Save Terraform's outputs to build/tf-outputs.json for the deploy steps
 	$(PY) -m ci.stack
@@ -139,6 +141,17 @@ smoke: ## Step 7: warm up and predict a known digit through the endpoint; roll b
 
 prune: ## Step 8: delete releases beyond the newest KEEP (never live or previous)
 	$(PY) -m ci.prune --keep $(KEEP)
+
+up: emulator-if-local ## Emulator + Terraform + pipeline (skipped if current) + local endpoint on http://127.0.0.1:8080
+	$(MAKE) --no-print-directory tf-apply
+	$(PY) -m ci.pipeline --model $(MODEL) --lib-requirements $(LIB_REQUIREMENTS) --keep $(KEEP) \
+		--skip-checks --skip-if-current $(PIPELINE_ARGS)
+	$(PY) -m local.dataplane up --port 8080
+	@echo "open http://127.0.0.1:8080  or  curl --data-binary @digit.png -H 'content-type: image/png' http://127.0.0.1:8080/predict"
+
+down: ## Stop the local endpoint and the emulator that `make up` started
+	$(PY) -m local.dataplane down
+	$(MAKE) --no-print-directory emulator-down
 
 emulator-if-local:
 ifeq ($(TARGET),emulator)

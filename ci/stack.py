@@ -65,6 +65,11 @@ def _raw_outputs(path: Path | None) -> dict[str, object]:
     return {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in data.items()}
 
 
+def outputs(path: Path | None = None) -> dict[str, object]:
+    """Every Terraform output, by name."""
+    return _raw_outputs(path)
+
+
 def load(path: Path | None = None) -> Stack:
     """The stack's names from Terraform's outputs."""
     out = _raw_outputs(path)

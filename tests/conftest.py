@@ -1,15 +1,22 @@
-"""Shared fixtures: the embedded emulator, started once per session on a free port."""
+"""Shared fixtures: the embedded emulator (once per session, on a free port), an initialised
+Terraform, and one stack applied to it for the pipeline and endpoint tests."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from ci import package_functions, terraform_cli
 from ci.aws import emulator_env
 from local.emulator import process
+from tests.terraform.conftest import Terraform
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,3 +56,185 @@ def aws_to_emulator(
         monkeypatch.setenv(key, emulator_environ[key])
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return emulator_environ
+
+
+@pytest.fixture(scope="session")
+def terraform(
+    tmp_path_factory: pytest.TempPathFactory, emulator_environ: dict[str, str]
+) -> Terraform:
+    """An initialised Terraform pointed at the session's emulator."""
+    work = tmp_path_factory.mktemp("terraform")
+    packages = [
+        package_functions.build_zip(name, out_dir=work / "lambda")
+        for name in package_functions.FUNCTION_SOURCES
+    ]
+    var_file = work / "packages.tfvars.json"
+    package_functions.write_tfvars(packages, var_file)
+    env = terraform_cli.terraform_env(emulator_environ)
+    env["TF_DATA_DIR"] = str(work / "data")
+    env["TF_IN_AUTOMATION"] = "1"
+    tf = Terraform(env=env, var_file=var_file, work=work)
+    tf.run("init", "-input=false", "-no-color", timeout=120)
+    return tf
+
+
+STACK_NAME = "pipe"
+# lib/ for test releases: the real step with a small dependency set (torch comes from
+# the venv the local data plane runs on), so a pipeline run takes seconds, not minutes.
+SMALL_LIB = "joblib==1.6.0\npillow==13.0.0\nnumpy==2.4.6\n"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """An applied stack and the environment that points the pipeline at it."""
+
+    env: dict[str, str]
+    build_dir: Path
+    requirements: Path
+    outputs: dict[str, str]
+
+    def pipeline(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run `python -m ci.pipeline` for the small test releases."""
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ci.pipeline",
+                "--skip-checks",
+                "--allow-missing-packages",
+                "--lib-requirements",
+                str(self.requirements),
+                *args,
+            ],
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def module(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run one ci/ step."""
+        return subprocess.run(
+            [sys.executable, "-m", name, *args],
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def deployed(terraform: Terraform) -> Iterator[Deployed]:
+    """The stack applied once (left for the emulator's teardown to discard)."""
+    args = [
+        "-input=false",
+        "-no-color",
+        *terraform.state_args(STACK_NAME),
+        "-var",
+        f"name={STACK_NAME}",
+        "-var",
+        f"lambda_runtime=python{sys.version_info[0]}.{sys.version_info[1]}",
+        "-var",
+        'extra_cors_origins=["http://127.0.0.1:8080"]',
+    ]
+    terraform.run("apply", "-auto-approve", *args, timeout=300)
+    state = terraform.state_args(STACK_NAME)[0]
+    raw = json.loads(terraform.run("output", "-json", state).stdout)
+    outputs = {k: v["value"] for k, v in raw.items()}
+    build_dir = terraform.work  # holds lambda/ with the zips that were deployed
+    (build_dir / "tf-outputs.json").write_text(json.dumps(raw))
+    requirements = build_dir / "small-lib.txt"
+    requirements.write_text(SMALL_LIB)
+    env = dict(terraform.env)
+    env.update(
+        {
+            "BUILD_DIR": str(build_dir),
+            "LOCAL_EFS_ROOT": str(build_dir / "efs"),
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+    )
+    env.pop("TF_STATE_FILE", None)
+    yield Deployed(env, build_dir, requirements, {k: str(v) for k, v in outputs.items()})
+
+
+@pytest.fixture()
+def aws_env(deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> Deployed:
+    """This test process's boto3 and ci modules pointed at the deployed stack."""
+    for key in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "BUILD_DIR",
+        "LOCAL_EFS_ROOT",
+    ):
+        monkeypatch.setenv(key, deployed.env[key])
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    os.environ.pop("TF_STATE_FILE", None)
+    return deployed
+
+
+@pytest.fixture(scope="session")
+def promoted(deployed: Deployed) -> str:
+    """A release is live on the test stack (a pipeline run, skipped when already current)."""
+    proc = deployed.pipeline("--skip-if-current")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return str(json.loads((deployed.build_dir / "last-deploy.json").read_text())["release_id"])
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A local endpoint process serving the test stack's API."""
+
+    url: str
+    log_dir: Path
+
+
+def _free_port() -> int:
+    return process.free_port()
+
+
+@pytest.fixture()
+def endpoint(deployed: Deployed, promoted: str, tmp_path: Path) -> Iterator[Endpoint]:
+    """A fresh local endpoint (so its first request is a cold start), stopped afterwards."""
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = dict(deployed.env, ENDPOINT_STATE_DIR=str(tmp_path / "endpoint"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "local.dataplane",
+            "serve",
+            "--port",
+            str(port),
+            "--api-id",
+            deployed.outputs["api_id"],
+            "--idle-timeout",
+            "30",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_local/stats", timeout=2):
+                break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield Endpoint(url, tmp_path / "endpoint" / "logs")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.ci.conftest import REPO_ROOT, Deployed
+from tests.ci.conftest import REPO_ROOT, STACK_NAME, Deployed
+from tests.terraform.conftest import Terraform
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform]
 
@@ -210,3 +211,26 @@ def test_the_pipeline_report_names_every_step(
 ) -> None:
     assert set(report(deployed)["steps"]) == {"build-lib", "build-model", *STEPS[2:]}
     assert Path(report(deployed)["release_id"]).name
+
+
+def test_terraform_does_not_fight_the_pipeline(
+    deployed: Deployed, terraform: Terraform, two_runs: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    """After promotions, a plan with the same inputs has nothing to change (ignore_changes)."""
+    here = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    proc = terraform.run(
+        "plan",
+        "-detailed-exitcode",
+        "-input=false",
+        "-no-color",
+        *terraform.state_args(STACK_NAME),
+        "-var",
+        f"name={STACK_NAME}",
+        "-var",
+        f"lambda_runtime={here}",
+        "-var",
+        'extra_cors_origins=["http://127.0.0.1:8080"]',
+        check=False,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

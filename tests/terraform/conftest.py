@@ -1,4 +1,4 @@
-"""Terraform fixtures: a private data dir and state per session, zips built into tmp."""
+"""Terraform helpers; the session's `terraform` fixture is in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -6,10 +6,6 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
-
-from ci import package_functions, terraform_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = REPO_ROOT / "terraform"
@@ -44,26 +40,6 @@ class Terraform:
     def state_args(self, name: str) -> list[str]:
         """Flags that keep this test's state and inputs apart from a developer's."""
         return [f"-state={self.work / (name + '.tfstate')}", f"-var-file={self.var_file}"]
-
-
-@pytest.fixture(scope="session")
-def terraform(
-    tmp_path_factory: pytest.TempPathFactory, emulator_environ: dict[str, str]
-) -> Terraform:
-    """An initialised Terraform pointed at the session's emulator."""
-    work = tmp_path_factory.mktemp("terraform")
-    packages = [
-        package_functions.build_zip(name, out_dir=work / "lambda")
-        for name in package_functions.FUNCTION_SOURCES
-    ]
-    var_file = work / "packages.tfvars.json"
-    package_functions.write_tfvars(packages, var_file)
-    env = terraform_cli.terraform_env(emulator_environ)
-    env["TF_DATA_DIR"] = str(work / "data")
-    env["TF_IN_AUTOMATION"] = "1"
-    tf = Terraform(env=env, var_file=var_file, work=work)
-    tf.run("init", "-input=false", "-no-color", timeout=120)
-    return tf
 
 
 def plan_json(tf: Terraform, name: str, *extra: str) -> dict[str, object]:
