@@ -10,6 +10,7 @@ import argparse
 import base64
 import hashlib
 import json
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,14 @@ def build_zip(function: str, root: Path = REPO_ROOT, out_dir: Path = BUILD_DIR) 
             zf.writestr(info, file.read_bytes())
     tmp.replace(target)
     digest = hashlib.sha256(target.read_bytes()).digest()
-    return Package(function, target, base64.b64encode(digest).decode())
+    sha = base64.b64encode(digest).decode()
+    # Versions published earlier keep running code that is no longer the newest zip; the
+    # local data plane finds it here by its CodeSha256.
+    archive = out_dir / "by-sha" / (sha.replace("/", "_").replace("+", "-").rstrip("=") + ".zip")
+    if not archive.exists():
+        archive.parent.mkdir(exist_ok=True)
+        shutil.copyfile(target, archive)
+    return Package(function, target, sha)
 
 
 def write_tfvars(packages: list[Package], path: Path = TFVARS_PATH) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ci import build_lib, build_model, package_release, paths, promote, prune, publish, smoke, stack
+from ci.aws import client
 from ci.deploy_lock import DeployLockBusy, deploy_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -60,8 +61,6 @@ class TargetRuntime:
 
 def target_runtime(names: stack.Stack) -> TargetRuntime:
     """Read runtime and architecture from the function, so lib/ and code cannot drift apart."""
-    from ci.aws import client
-
     config = client("lambda").get_function_configuration(FunctionName=names.inference_function)
     runtime = str(config["Runtime"])
     if not runtime.startswith("python"):
@@ -180,8 +179,16 @@ def _current_release(names: stack.Stack, content_key: str) -> str | None:
         return None
     if last.get("key") != content_key:
         return None
-    live = promote.live_state(names).release_id
-    return live if live == last.get("release_id") else None
+    state = promote.live_state(names)
+    if state.release_id != last.get("release_id"):
+        return None
+    # New function code reaches live only through a promote (a new version).
+    lam = client("lambda")
+    latest = lam.get_function_configuration(FunctionName=names.inference_function)
+    serving = lam.get_function_configuration(
+        FunctionName=names.inference_function, Qualifier=state.version
+    )
+    return state.release_id if latest["CodeSha256"] == serving["CodeSha256"] else None
 
 
 def main(argv: list[str] | None = None) -> int:

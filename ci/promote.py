@@ -63,6 +63,15 @@ def release_of_version(names: stack.Stack, version: str) -> str:
     return _release_of(client("lambda"), names.inference_function, version)
 
 
+def _same_code(lam: Any, names: stack.Stack, version: str) -> bool:
+    """True when the version runs the code Terraform last deployed ($LATEST)."""
+    latest = lam.get_function_configuration(FunctionName=names.inference_function)
+    serving = lam.get_function_configuration(
+        FunctionName=names.inference_function, Qualifier=version
+    )
+    return bool(latest["CodeSha256"] == serving["CodeSha256"])
+
+
 def _move_alias(names: stack.Stack, version: str, release_id: str, previous: str) -> None:
     client("lambda").update_alias(
         FunctionName=names.inference_function,
@@ -75,7 +84,8 @@ def _move_alias(names: stack.Stack, version: str, release_id: str, previous: str
 def promote(names: stack.Stack, release_id: str) -> LiveState:
     """Check the release on EFS, publish a version that serves it, move `live` to it."""
     before = live_state(names)
-    if before.release_id == release_id:
+    lam = client("lambda")
+    if before.release_id == release_id and _same_code(lam, names, before.version):
         return before
     verdict = syncer_client.call(
         names.syncer_function, {"action": "check", "release_id": release_id}
@@ -84,7 +94,6 @@ def promote(names: stack.Stack, release_id: str) -> LiveState:
         raise PromoteRefused(
             f"release {release_id} failed the stamp check on EFS: {verdict.code}: {verdict.message}"
         )
-    lam = client("lambda")
     config = lam.get_function_configuration(FunctionName=names.inference_function)
     variables = dict((config.get("Environment") or {}).get("Variables") or {})
     variables["RELEASE_ID"] = release_id

@@ -70,7 +70,9 @@ resource "aws_lambda_alias" "inference_live" {
   function_version = aws_lambda_function.inference.version
 
   lifecycle {
-    ignore_changes = [function_version]
+    # The pipeline moves the alias and records the version it replaced in the
+    # description (for rollback); both are the pipeline's.
+    ignore_changes = [function_version, description]
   }
 }
 

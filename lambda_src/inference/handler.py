@@ -40,6 +40,7 @@ def _route(event: dict[str, Any], cold: bool) -> dict[str, Any]:
     if request.route == "GET /health":
         return json_response(200, {**RUNTIME.health(), "cold_start": cold})
     if request.route == "POST /warmup":
+        was_loaded = RUNTIME.loaded is not None
         loaded = RUNTIME.ensure_loaded()
         if isinstance(loaded, HttpError):
             return error_response(loaded)
@@ -48,7 +49,7 @@ def _route(event: dict[str, Any], cold: bool) -> dict[str, Any]:
             {
                 "release": loaded.release_id,
                 "model": loaded.stamp.model.name,
-                "cold_start": cold,
+                "cold_start": cold or not was_loaded,
                 "timing_ms": {k: round(v, 1) for k, v in loaded.timings_ms.items()},
             },
         )
@@ -62,9 +63,12 @@ def _predict(request: Any, cold: bool) -> dict[str, Any]:
     payload = extract_image(request)
     if isinstance(payload, HttpError):
         return error_response(payload)
+    was_loaded = RUNTIME.loaded is not None
     loaded = RUNTIME.ensure_loaded()
     if isinstance(loaded, HttpError):
         return error_response(loaded)
+    # A cold start, for the caller, is a call that waited for the model to load.
+    cold = cold or not was_loaded
     from lambda_src.inference.imaging import decode_errors, open_image
 
     t_decode = time.perf_counter()

@@ -41,7 +41,14 @@ def serve(port: int, api_id: str | None, idle_timeout: float) -> int:
     from local.dataplane.server import DataPlane, make_server, read_api
 
     if api_id is None:
-        api_id = str(stack.outputs()["api_id"])
+        try:
+            api_id = str(stack.outputs()["api_id"])
+        except stack.StackNotDeployed as exc:
+            print(
+                f"endpoint: {exc} (run it through `make up`, which sets the emulator's environment)",
+                file=sys.stderr,
+            )
+            return 1
     plane = DataPlane(read_api(api_id), STATE / "logs", idle_timeout_s=idle_timeout)
     server = make_server(plane, port=port)
     signal.signal(signal.SIGTERM, lambda *_: server.shutdown())

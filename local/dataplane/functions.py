@@ -161,7 +161,7 @@ def code_dir(spec: FunctionSpec, zip_dir: Path | None = None) -> Path:
     target = CODE_CACHE / spec.code_sha256.replace("/", "_").replace("+", "-").rstrip("=")
     if target.is_dir():
         return target
-    for candidate in sorted(zip_dir.glob("*.zip")):
+    for candidate in sorted(zip_dir.rglob("*.zip")):
         if _b64sha256(candidate) == spec.code_sha256:
             staging = target.with_name(target.name + f".tmp-{os.getpid()}")
             with zipfile.ZipFile(candidate) as zf:
