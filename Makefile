@@ -60,6 +60,10 @@ $(VENV)/.installed: requirements/dev.txt requirements/lambda.txt
 	@command -v terraform >/dev/null || { echo "terraform is not on PATH (need >= 1.6)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL)) -r requirements/dev.txt
+	@# The browser tests use Debian's Chromium (Playwright's own download does not work offline).
+	@test -x /usr/bin/chromium || { if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; \
+	else echo "browser tests need Chromium: sudo apt-get install chromium fonts-dejavu-core"; fi; }
 	touch $@
 
 test: ## Run the whole pytest suite (unit + integration against the embedded emulator)

@@ -12,7 +12,8 @@ locals {
     ico  = "image/x-icon"
     json = "application/json"
   }
-  frontend_files = fileset(local.frontend_dir, "**/*.{html,js,css,svg,png,ico,json}")
+  # config.js is written by Terraform below (it names the API), never taken from disk.
+  frontend_files = setsubtract(fileset(local.frontend_dir, "**/*.{html,js,css,svg,png,ico,json}"), ["config.js"])
 }
 
 resource "aws_s3_bucket" "frontend" {
@@ -55,6 +56,14 @@ resource "aws_s3_object" "frontend" {
   source       = "${local.frontend_dir}/${each.value}"
   etag         = filemd5("${local.frontend_dir}/${each.value}")
   content_type = local.frontend_content_types[reverse(split(".", each.value))[0]]
+}
+
+resource "aws_s3_object" "frontend_config" {
+  bucket        = aws_s3_bucket.frontend.id
+  key           = "config.js"
+  content       = "window.API_BASE = ${jsonencode(aws_apigatewayv2_api.http.api_endpoint)};\n"
+  content_type  = "text/javascript; charset=utf-8"
+  cache_control = "no-cache"
 }
 
 resource "aws_cloudfront_origin_access_control" "frontend" {

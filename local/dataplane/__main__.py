@@ -45,7 +45,7 @@ def serve(port: int, api_id: str | None, idle_timeout: float) -> int:
             api_id = str(stack.outputs()["api_id"])
         except stack.StackNotDeployed as exc:
             print(
-                f"endpoint: {exc} (run it through `make up`, which sets the emulator's environment)",
+                f"endpoint: {exc} (start it with `make up`, which sets the emulator's environment)",
                 file=sys.stderr,
             )
             return 1

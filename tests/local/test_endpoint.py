@@ -104,3 +104,20 @@ def test_cors_only_for_the_allowed_origin(endpoint: Endpoint) -> None:
     )
     with urllib.request.urlopen(other, timeout=60) as response:
         assert response.headers.get("access-control-allow-origin") is None
+
+
+def test_a_crashed_environment_answers_502_and_is_replaced(endpoint: Endpoint) -> None:
+    import os
+    import signal
+    import time
+
+    status, _, _ = call(endpoint.url + "/warmup", "POST", b"")
+    assert status == 200
+    (pid,) = stats(endpoint)["pids"]
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    status, body, _ = call(endpoint.url + "/predict", "POST", hand_drawn(2), "image/png")
+    assert status == 502 and "crashed" in body["message"]
+    status, body, _ = call(endpoint.url + "/predict", "POST", hand_drawn(2), "image/png")
+    assert status == 200 and body["cold_start"] is True
+    assert pid not in stats(endpoint)["pids"]

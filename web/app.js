@@ -1,0 +1,653 @@
+/* Digit reader: send an image (picked, dropped, pasted or drawn) to POST /predict.
+ *
+ * No build step and no external resources. The API base URL is, in order:
+ * window.API_BASE (from the optional config.js), the ?api= query parameter,
+ * or the page's own origin.
+ */
+(function () {
+  "use strict";
+
+  var MAX_IMAGE_BYTES = 4 * 1024 * 1024; // the API's limit on the decoded image
+  var SHRINK_MAX_SIDE = 1600; // larger photos are scaled down before sending
+  var REQUEST_TIMEOUT_MS = 35000; // API Gateway gives up after 30 s
+  var PROGRESS_CEILING = 95; // the bar never passes this before the answer comes
+  var PROGRESS_RATE = 2.3; // at t = expected duration the bar shows about 85 %
+  var WARM_GUESS_MS = 1500; // expected /predict duration before any was measured
+  var COLD_GUESS_MS = 6000; // expected duration while the model is still loading
+  var BRUSH = 22; // stroke width on the 280 px canvas
+
+  var $ = function (id) { return document.getElementById(id); };
+  var el = {
+    status: $("status"),
+    retry: $("retry-warmup"),
+    endpoint: $("endpoint"),
+    dropzone: $("dropzone"),
+    file: $("file"),
+    topK: $("top-k"),
+    pad: $("pad"),
+    read: $("read"),
+    clear: $("clear"),
+    progress: $("progress"),
+    progressFill: $("progress-fill"),
+    placeholder: $("placeholder"),
+    error: $("error"),
+    errorTitle: $("error-title"),
+    errorHint: $("error-hint"),
+    errorDetail: $("error-detail"),
+    result: $("result"),
+    resultCard: $("result-title").parentNode,
+    preview: $("preview"),
+    topLabel: $("top-label"),
+    topScore: $("top-score"),
+    predictions: $("predictions"),
+    release: $("release"),
+    model: $("model"),
+    coldStart: $("cold-start"),
+    timings: $("timings"),
+    roundTrip: $("round-trip")
+  };
+
+  // ---------------------------------------------------------------- API base
+
+  function apiBase() {
+    var candidates = [];
+    if (typeof window.API_BASE === "string" && window.API_BASE.trim()) {
+      candidates.push(window.API_BASE.trim());
+    }
+    try {
+      var fromQuery = new URLSearchParams(window.location.search).get("api");
+      if (fromQuery && fromQuery.trim()) candidates.push(fromQuery.trim());
+    } catch (e) { /* no URLSearchParams: fall through to the origin */ }
+    if (window.location.origin && /^https?:/.test(window.location.origin)) {
+      candidates.push(window.location.origin);
+    }
+    for (var i = 0; i < candidates.length; i++) {
+      try {
+        var url = new URL(candidates[i], window.location.href);
+        if (url.protocol === "http:" || url.protocol === "https:") {
+          return (url.origin + url.pathname).replace(/\/+$/, "");
+        }
+      } catch (e) { /* not a URL: try the next one */ }
+    }
+    return "";
+  }
+
+  var API = apiBase();
+  el.endpoint.textContent = API || "(not set: add ?api=https://… to this page's address)";
+
+  // ---------------------------------------------------------------- errors in words
+
+  var HEADLINES = {
+    400: "The request was not understood.",
+    401: "The endpoint refused the request.",
+    403: "The endpoint refused the request.",
+    404: "The endpoint does not know this address.",
+    413: "The image is too large to send.",
+    415: "This kind of file cannot be read.",
+    422: "The image could not be read.",
+    429: "Too many requests right now.",
+    500: "The server failed unexpectedly.",
+    502: "The server failed while reading the image.",
+    503: "The digit reader is not available right now.",
+    504: "The server took too long to answer."
+  };
+  var HINTS = {
+    413: "Send an image under 4 MB, or a smaller photo.",
+    415: "Choose a picture file: PNG, JPEG, WebP, GIF, BMP or TIFF.",
+    422: "Choose another picture, or draw the digit instead.",
+    429: "Wait a few seconds and try again.",
+    502: "Try again in a moment.",
+    503: "Try again in a minute.",
+    504: "Try again: the next attempt is usually faster."
+  };
+
+  function sentence(text) {
+    text = String(text || "").trim();
+    if (!text) return "";
+    text = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?…]$/.test(text) ? text : text + ".";
+  }
+
+  /** An Error for people: what happened (title), what to do (hint), and the server's words. */
+  function problem(title, hint, detail, status, code) {
+    var err = new Error(title);
+    err.title = title;
+    err.hint = hint || "";
+    err.detail = detail || "";
+    err.status = status || 0;
+    err.code = code || "";
+    return err;
+  }
+
+  /** Turn an HTTP error response (our JSON, API Gateway's JSON, or anything) into a problem. */
+  function httpProblem(status, body, statusText) {
+    var message = "";
+    var code = "";
+    if (body && typeof body === "object") {
+      if (body.error && typeof body.error === "object") {
+        message = body.error.message || "";
+        code = body.error.code || "";
+      } else if (typeof body.message === "string") {
+        message = body.message; // API Gateway's own errors: {"message": "Too Many Requests"}
+      }
+    }
+    var title = HEADLINES[status] ||
+      (status >= 500 ? "The server failed." : "The request was refused.");
+    var detail = message ? sentence(message)
+      : "The endpoint answered " + status + (statusText ? " " + statusText : "") + ".";
+    return problem(title, HINTS[status] || "", detail, status, code);
+  }
+
+  function networkProblem() {
+    return problem(
+      "The endpoint cannot be reached.",
+      "Check your connection (or the address), then try again.",
+      "Nothing answered at " + (API || "the API address") + ".",
+      0,
+      "network"
+    );
+  }
+
+  function timeoutProblem() {
+    return problem(
+      "The endpoint took too long to answer.",
+      "Try again: the next attempt is usually faster.",
+      "No answer after " + Math.round(REQUEST_TIMEOUT_MS / 1000) + " seconds.",
+      0,
+      "timeout"
+    );
+  }
+
+  /** POST to the API; resolve with {body, ms} for a 2xx JSON answer, reject with a problem. */
+  function call(path, options, controller) {
+    if (!API) {
+      return Promise.reject(problem(
+        "No endpoint is set.",
+        "Open this page with ?api=https://… in its address, or serve it next to the API."
+      ));
+    }
+    controller = controller || new AbortController();
+    var timedOut = false;
+    var timer = setTimeout(function () { timedOut = true; controller.abort(); }, REQUEST_TIMEOUT_MS);
+    var started = performance.now();
+    var init = { method: options.method || "POST", signal: controller.signal, mode: "cors",
+      credentials: "omit", cache: "no-store" };
+    if (options.body !== undefined) init.body = options.body;
+    if (options.contentType) init.headers = { "Content-Type": options.contentType };
+    return fetch(API + path, init).then(function (response) {
+      return response.text().then(function (text) {
+        var body = null;
+        try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
+        var ms = performance.now() - started;
+        if (!response.ok) throw httpProblem(response.status, body, response.statusText);
+        if (!body || typeof body !== "object") {
+          throw problem("The endpoint gave an answer this page cannot read.", "Try again later.",
+            "Expected JSON, got " + (text ? text.length + " bytes of something else" : "nothing") + ".",
+            response.status, "bad_answer");
+        }
+        return { body: body, ms: ms };
+      });
+    }, function (err) {
+      if (err && err.name === "AbortError") {
+        throw timedOut ? timeoutProblem() : problem("Cancelled.", "", "", 0, "cancelled");
+      }
+      throw networkProblem();
+    }).finally(function () { clearTimeout(timer); });
+  }
+
+  // ---------------------------------------------------------------- status and warm-up
+
+  var warm = { pending: false, done: false, release: "" };
+
+  function setStatus(text, state) {
+    el.status.textContent = text;
+    el.status.setAttribute("data-state", state);
+  }
+
+  function releaseLine(body, prefix) {
+    var text = prefix + "release " + (body.release || "unknown");
+    if (body.model) text += ", model " + body.model;
+    return text;
+  }
+
+  function warmup() {
+    warm.pending = true;
+    el.retry.hidden = true;
+    setStatus("Warming up… (loading the model while you choose an image)", "busy");
+    call("/warmup", { method: "POST" }).then(function (answer) {
+      var body = answer.body;
+      warm.done = true;
+      warm.release = body.release || "";
+      var how = body.cold_start ? "cold start" : "already warm";
+      var init = body.timing_ms && typeof body.timing_ms.init === "number" && body.cold_start
+        ? ", model loaded in " + formatMs(body.timing_ms.init) : "";
+      setStatus(releaseLine(body, "Ready: ") + " (" + how + init + ")", "ready");
+    }, function (err) {
+      setStatus(["Not ready:", err.title, err.detail, err.hint].join(" ").trim(), "error");
+      el.retry.hidden = false;
+    }).finally(function () { warm.pending = false; });
+  }
+
+  el.retry.addEventListener("click", warmup);
+
+  // ---------------------------------------------------------------- progress bar
+
+  var progress = { expectedMs: WARM_GUESS_MS, frame: 0, started: 0, shown: -1 };
+  el.progress.setAttribute("data-expected-ms", String(progress.expectedMs));
+
+  function showProgress(percent, state) {
+    var value = Math.max(0, Math.min(100, percent));
+    el.progressFill.style.width = value.toFixed(1) + "%";
+    var rounded = Math.floor(value);
+    if (rounded !== progress.shown) {
+      progress.shown = rounded;
+      el.progress.setAttribute("aria-valuenow", String(rounded));
+      el.progress.setAttribute("aria-valuetext", state === "busy" ? "Reading… " + rounded + "%" :
+        state === "done" ? "Done" : state === "failed" ? "Failed" : rounded + "%");
+    }
+    el.progress.setAttribute("data-state", state);
+  }
+
+  /** Ease-out toward the ceiling: fast at first, slower and slower, never reaching it. */
+  function easedPercent(elapsedMs, expectedMs) {
+    return PROGRESS_CEILING * (1 - Math.exp(-PROGRESS_RATE * elapsedMs / expectedMs));
+  }
+
+  function startProgress() {
+    cancelAnimationFrame(progress.frame);
+    var expected = progress.expectedMs;
+    if (!warm.done) expected = Math.max(expected, COLD_GUESS_MS);
+    progress.started = performance.now();
+    progress.shown = -1;
+    showProgress(0, "busy");
+    var tick = function () {
+      showProgress(easedPercent(performance.now() - progress.started, expected), "busy");
+      progress.frame = requestAnimationFrame(tick);
+    };
+    progress.frame = requestAnimationFrame(tick);
+  }
+
+  function finishProgress(ok, measuredMs, cold) {
+    cancelAnimationFrame(progress.frame);
+    showProgress(100, ok ? "done" : "failed");
+    if (ok && !cold && measuredMs > 0) {
+      // The next request is expected to take as long as this one (a cold start is not typical).
+      progress.expectedMs = Math.max(200, Math.min(30000, measuredMs));
+      el.progress.setAttribute("data-expected-ms", String(Math.round(progress.expectedMs)));
+    }
+  }
+
+  function resetProgress() {
+    cancelAnimationFrame(progress.frame);
+    progress.shown = -1;
+    showProgress(0, "idle");
+  }
+
+  // ---------------------------------------------------------------- results
+
+  function formatMs(ms) {
+    if (typeof ms !== "number" || !isFinite(ms)) return "?";
+    return ms >= 1000 ? (ms / 1000).toFixed(2) + " s" : Math.round(ms) + " ms";
+  }
+
+  function percent(score) {
+    var value = Math.max(0, Math.min(1, Number(score) || 0)) * 100;
+    return (value >= 10 || value === 0 ? value.toFixed(0) : value.toFixed(1)) + "%";
+  }
+
+  /** On a phone the answer is below the drawing: bring it into view. */
+  function reveal() {
+    var rect = el.resultCard.getBoundingClientRect();
+    if (rect.top > window.innerHeight - 80 && el.resultCard.scrollIntoView) {
+      var still = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+      el.resultCard.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
+    }
+  }
+
+  function showError(err) {
+    el.result.hidden = true;
+    el.placeholder.hidden = true;
+    el.errorTitle.textContent = err.title || "Something went wrong.";
+    el.errorHint.textContent = err.hint || "";
+    el.errorHint.hidden = !err.hint;
+    el.errorDetail.textContent = err.detail ? "Details: " + err.detail : "";
+    el.errorDetail.hidden = !err.detail;
+    el.error.hidden = false;
+    reveal();
+  }
+
+  function showResult(body, roundTripMs) {
+    var predictions = Array.isArray(body.predictions) ? body.predictions : [];
+    el.error.hidden = true;
+    el.placeholder.hidden = true;
+    el.predictions.textContent = "";
+    predictions.forEach(function (p, index) {
+      var li = document.createElement("li");
+      li.className = "prediction" + (index === 0 ? " best" : "");
+      var label = document.createElement("span");
+      label.className = "label";
+      label.textContent = String(p.label);
+      var bar = document.createElement("span");
+      bar.className = "bar";
+      bar.setAttribute("aria-hidden", "true");
+      var fill = document.createElement("span");
+      fill.className = "bar-fill";
+      fill.style.width = (Math.max(0, Math.min(1, Number(p.score) || 0)) * 100).toFixed(1) + "%";
+      bar.appendChild(fill);
+      var score = document.createElement("span");
+      score.className = "score";
+      score.textContent = percent(p.score);
+      li.appendChild(label);
+      li.appendChild(bar);
+      li.appendChild(score);
+      el.predictions.appendChild(li);
+    });
+    if (predictions.length) {
+      el.topLabel.textContent = String(predictions[0].label);
+      el.topScore.textContent = "(" + percent(predictions[0].score) + " sure)";
+    } else {
+      el.topLabel.textContent = "nothing";
+      el.topScore.textContent = "";
+    }
+    el.release.textContent = body.release || "unknown";
+    el.model.textContent = body.model || "unknown";
+    el.coldStart.textContent = body.cold_start
+      ? "yes: this request loaded the model" : "no: the model was already loaded";
+    var t = body.timing_ms || {};
+    var parts = ["total " + formatMs(t.total)];
+    if (t.init) parts.push("model load " + formatMs(t.init));
+    parts.push("decode " + formatMs(t.decode), "inference " + formatMs(t.inference));
+    el.timings.textContent = parts.join(", ");
+    el.roundTrip.textContent = formatMs(roundTripMs);
+    el.result.hidden = false;
+    reveal();
+    if (body.release) {
+      warm.done = true;
+      if (body.release !== warm.release) {
+        warm.release = body.release;
+        setStatus(releaseLine(body, "Ready: ") + (body.cold_start ? " (cold start)" : ""), "ready");
+      }
+    }
+  }
+
+  var previewUrl = "";
+  function setPreview(blob) {
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = "";
+    el.preview.hidden = true;
+    if (blob && /^image\//.test(blob.type || "")) {
+      previewUrl = URL.createObjectURL(blob);
+      el.preview.src = previewUrl;
+      el.preview.hidden = false;
+    }
+  }
+  el.preview.addEventListener("error", function () { el.preview.hidden = true; });
+
+  // ---------------------------------------------------------------- predict
+
+  var current = { seq: 0, controller: null };
+
+  function topK() {
+    var value = parseInt(el.topK.value, 10);
+    if (!isFinite(value)) value = 5;
+    value = Math.max(1, Math.min(20, value));
+    el.topK.value = String(value);
+    return value;
+  }
+
+  function predict(blob, sourceNote) {
+    if (current.controller) current.controller.abort();
+    var seq = ++current.seq;
+    var controller = new AbortController();
+    current.controller = controller;
+    el.error.hidden = true;
+    el.result.setAttribute("aria-busy", "true");
+    el.result.classList.add("stale");
+    setPreview(blob);
+    startProgress();
+    var type = blob.type || "application/octet-stream";
+    var k = topK();
+    return bytesOf(blob)
+      .then(function (bytes) {
+        return call("/predict?top_k=" + k, { body: bytes, contentType: type }, controller);
+      }, function () {
+        throw problem("The file could not be read.",
+          "Choose it again, or pick another file.",
+          "Your device did not let the browser open it.", 0, "unreadable_file");
+      })
+      .then(function (answer) {
+        if (seq !== current.seq) return;
+        finishProgress(true, answer.ms, !!answer.body.cold_start);
+        showResult(answer.body, answer.ms);
+        if (sourceNote) el.roundTrip.textContent += " (" + sourceNote + ")";
+      }, function (err) {
+        if (seq !== current.seq || err.code === "cancelled") return;
+        finishProgress(false, 0, false);
+        showError(err);
+      })
+      .finally(function () {
+        if (seq !== current.seq) return;
+        current.controller = null;
+        el.result.removeAttribute("aria-busy");
+        el.result.classList.remove("stale");
+      });
+  }
+
+  /** The bytes of a file, read before sending: a file that cannot be read is then said so,
+   * instead of failing inside fetch() like an unreachable endpoint. */
+  function bytesOf(blob) {
+    if (typeof blob.arrayBuffer === "function") return blob.arrayBuffer();
+    return new Promise(function (resolve, reject) {
+      var reader = new FileReader();
+      reader.onload = function () { resolve(reader.result); };
+      reader.onerror = function () { reject(reader.error); };
+      reader.readAsArrayBuffer(blob);
+    });
+  }
+
+  /** Scale a too-large photo down in the browser so it fits the API's limit. */
+  function shrink(file) {
+    if (typeof createImageBitmap !== "function") return Promise.resolve(null);
+    return createImageBitmap(file).then(function (bitmap) {
+      var scale = Math.min(1, SHRINK_MAX_SIDE / Math.max(bitmap.width, bitmap.height));
+      var canvas = document.createElement("canvas");
+      canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+      canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+      var ctx = canvas.getContext("2d");
+      ctx.fillStyle = "#fff";
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      return new Promise(function (resolve) { canvas.toBlob(resolve, "image/jpeg", 0.9); });
+    }).catch(function () { return null; });
+  }
+
+  function sendFile(file) {
+    if (!file) return;
+    if (file.size > MAX_IMAGE_BYTES && /^image\//.test(file.type || "")) {
+      shrink(file).then(function (smaller) {
+        if (smaller && smaller.size <= MAX_IMAGE_BYTES) {
+          predict(smaller, "photo shrunk from " + (file.size / 1048576).toFixed(1) + " MB");
+        } else {
+          predict(file);
+        }
+      });
+      return;
+    }
+    predict(file);
+  }
+
+  function firstFile(list) {
+    if (!list) return null;
+    for (var i = 0; i < list.length; i++) {
+      var item = list[i];
+      if (item && typeof item.getAsFile === "function") {
+        if (item.kind === "file") {
+          var f = item.getAsFile();
+          if (f) return f;
+        }
+      } else if (item) {
+        return item;
+      }
+    }
+    return null;
+  }
+
+  // Pick
+  el.file.addEventListener("change", function () {
+    var file = el.file.files && el.file.files[0];
+    if (file) sendFile(file);
+    el.file.value = ""; // picking the same file again sends it again
+  });
+
+  // Drop (anywhere on the page; the drop zone lights up)
+  var dragDepth = 0;
+  document.addEventListener("dragenter", function (e) {
+    e.preventDefault();
+    dragDepth++;
+    el.dropzone.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", function () {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) el.dropzone.classList.remove("dragging");
+  });
+  document.addEventListener("dragover", function (e) {
+    e.preventDefault();
+    if (e.dataTransfer) e.dataTransfer.dropEffect = "copy";
+  });
+  document.addEventListener("drop", function (e) {
+    e.preventDefault();
+    dragDepth = 0;
+    el.dropzone.classList.remove("dragging");
+    var dt = e.dataTransfer;
+    var file = dt && (firstFile(dt.files) || firstFile(dt.items));
+    if (file) sendFile(file);
+    else showError(problem("Nothing to read in what was dropped.", "Drop an image file."));
+  });
+
+  // Paste
+  document.addEventListener("paste", function (e) {
+    var target = e.target;
+    var typing = target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA");
+    var data = e.clipboardData;
+    var file = data && (firstFile(data.files) || firstFile(data.items));
+    if (file) {
+      e.preventDefault();
+      sendFile(file);
+    } else if (!typing) {
+      showError(problem("The clipboard holds no image.",
+        "Copy an image (not its address), then paste it here."));
+    }
+  });
+
+  // ---------------------------------------------------------------- drawing pad
+
+  var ctx = el.pad.getContext("2d");
+  var pen = { down: false, id: null, x: 0, y: 0, ink: false };
+
+  function clearPad() {
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, el.pad.width, el.pad.height);
+    ctx.restore();
+    pen.ink = false;
+  }
+
+  function padPoint(clientX, clientY) {
+    var rect = el.pad.getBoundingClientRect();
+    return {
+      x: (clientX - rect.left) * (el.pad.width / rect.width),
+      y: (clientY - rect.top) * (el.pad.height / rect.height)
+    };
+  }
+
+  function stroke(from, to) {
+    ctx.strokeStyle = "#000";
+    ctx.fillStyle = "#000";
+    ctx.lineWidth = BRUSH;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.beginPath();
+    ctx.moveTo(from.x, from.y);
+    ctx.lineTo(to.x, to.y);
+    ctx.stroke();
+    pen.ink = true;
+  }
+
+  function penDown(clientX, clientY) {
+    var p = padPoint(clientX, clientY);
+    pen.down = true;
+    pen.x = p.x;
+    pen.y = p.y;
+    stroke(p, p); // a tap leaves a dot
+  }
+
+  function penMove(clientX, clientY) {
+    if (!pen.down) return;
+    var p = padPoint(clientX, clientY);
+    stroke({ x: pen.x, y: pen.y }, p);
+    pen.x = p.x;
+    pen.y = p.y;
+  }
+
+  function penUp() {
+    pen.down = false;
+    pen.id = null;
+  }
+
+  if (window.PointerEvent) {
+    el.pad.addEventListener("pointerdown", function (e) {
+      if (e.button !== undefined && e.button > 0) return;
+      e.preventDefault();
+      pen.id = e.pointerId;
+      try { el.pad.setPointerCapture(e.pointerId); } catch (err) { /* not capturable */ }
+      penDown(e.clientX, e.clientY);
+    });
+    el.pad.addEventListener("pointermove", function (e) {
+      if (!pen.down || e.pointerId !== pen.id) return;
+      e.preventDefault();
+      var events = typeof e.getCoalescedEvents === "function" ? e.getCoalescedEvents() : [];
+      if (!events.length) events = [e];
+      events.forEach(function (c) { penMove(c.clientX, c.clientY); });
+    });
+    ["pointerup", "pointercancel", "lostpointercapture"].forEach(function (name) {
+      el.pad.addEventListener(name, function (e) { if (e.pointerId === pen.id) penUp(); });
+    });
+  } else {
+    // Older browsers: mouse and touch events.
+    el.pad.addEventListener("mousedown", function (e) { penDown(e.clientX, e.clientY); });
+    window.addEventListener("mousemove", function (e) { penMove(e.clientX, e.clientY); });
+    window.addEventListener("mouseup", penUp);
+    el.pad.addEventListener("touchstart", function (e) {
+      e.preventDefault();
+      var t = e.changedTouches[0];
+      penDown(t.clientX, t.clientY);
+    }, { passive: false });
+    el.pad.addEventListener("touchmove", function (e) {
+      e.preventDefault();
+      var t = e.changedTouches[0];
+      penMove(t.clientX, t.clientY);
+    }, { passive: false });
+    el.pad.addEventListener("touchend", penUp);
+    el.pad.addEventListener("touchcancel", penUp);
+  }
+
+  el.clear.addEventListener("click", clearPad);
+
+  el.read.addEventListener("click", function () {
+    if (!pen.ink) {
+      showError(problem("The drawing is empty.", "Draw a digit in the white square first."));
+      return;
+    }
+    el.pad.toBlob(function (blob) {
+      if (blob) predict(blob);
+      else showError(problem("The drawing could not be turned into an image.", "Try again."));
+    }, "image/png");
+  });
+
+  // ---------------------------------------------------------------- start
+
+  clearPad();
+  resetProgress();
+  warmup();
+})();
