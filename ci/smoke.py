@@ -86,11 +86,12 @@ def _event(method: str, path: str, body: bytes, ctype: str | None) -> dict[str, 
     }
 
 
-def _local_endpoint_up() -> bool:
+def _local_endpoint_serves(api_id: str) -> bool:
+    """True when the local endpoint on 127.0.0.1:8080 serves this stack's API (not another)."""
     try:
-        with urllib.request.urlopen(LOCAL_ENDPOINT + "/health", timeout=2):
-            return True
-    except (urllib.error.URLError, OSError):
+        with urllib.request.urlopen(LOCAL_ENDPOINT + "/_local/api", timeout=2) as response:
+            return bool(json.loads(response.read()).get("api_id") == api_id)
+    except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
@@ -98,7 +99,7 @@ def caller(names: stack.Stack, endpoint: str | None) -> Any:
     """A function (method, path, body, content-type) -> Answer for the chosen way in."""
     if endpoint is None and not invoke.uses_emulator():
         endpoint = names.api_endpoint
-    if endpoint is None and _local_endpoint_up():
+    if endpoint is None and _local_endpoint_serves(str(stack.outputs().get("api_id", ""))):
         endpoint = LOCAL_ENDPOINT
     if endpoint is not None:
         chosen = endpoint

@@ -141,6 +141,9 @@ class DataPlane:
         """One request through throttling, routing, the function, and back."""
         if request.path == "/_local/stats":
             return self._stats()
+        if request.path == "/_local/api":
+            body = json.dumps({"api_id": self.config.api_id}).encode()
+            return apigw.HttpResponse(200, [("content-type", "application/json")], body)
         route_key = f"{request.method} {request.path}"
         route = self.config.routes.get(route_key)
         if route is None:
