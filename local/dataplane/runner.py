@@ -19,7 +19,16 @@ from typing import Any
 
 
 def _peak_rss_mb() -> float:
-    # ru_maxrss is in kilobytes on Linux.
+    # VmHWM is this address space's peak; ru_maxrss would also count the parent's memory
+    # at fork time (Linux carries it across exec), so a runner forked from a large
+    # process would look out of memory before it ran anything.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
