@@ -37,32 +37,37 @@ class Stack:
     live_alias: str = "live"
 
 
-def _raw_outputs(path: Path | None) -> dict[str, object]:
-    source = path or outputs_file()
-    if source.exists():
-        text = source.read_text()
-    else:
-        state = os.environ.get("TF_STATE_FILE")
-        proc = subprocess.run(
-            [
-                "terraform",
-                f"-chdir={REPO_ROOT / 'terraform'}",
-                "output",
-                "-json",
-                *([f"-state={state}"] if state else []),
-            ],
-            env=terraform_cli.terraform_env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise StackNotDeployed(f"terraform output failed: {proc.stderr.strip()}")
-        text = proc.stdout
+def _terraform_output() -> str:
+    """`terraform output -json` of terraform/ (with the emulator's state file when set)."""
+    state = os.environ.get("TF_STATE_FILE")
+    proc = subprocess.run(
+        [
+            "terraform",
+            f"-chdir={REPO_ROOT / 'terraform'}",
+            "output",
+            "-json",
+            *([f"-state={state}"] if state else []),
+        ],
+        env=terraform_cli.terraform_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise StackNotDeployed(f"terraform output failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _values(text: str) -> dict[str, object]:
     data = json.loads(text or "{}")
     if not data:
         raise StackNotDeployed("Terraform has no outputs; run `make tf-apply` first")
     return {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in data.items()}
+
+
+def _raw_outputs(path: Path | None) -> dict[str, object]:
+    source = path or outputs_file()
+    return _values(source.read_text() if source.exists() else _terraform_output())
 
 
 def outputs(path: Path | None = None) -> dict[str, object]:
@@ -88,7 +93,7 @@ def write_outputs(path: Path | None = None) -> Path:
     """Save `terraform output -json` for jobs that have no Terraform state."""
     path = path or outputs_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = _raw_outputs(Path("/nonexistent"))
+    raw = _values(_terraform_output())
     path.write_text(json.dumps(raw, indent=2) + "\n")
     return path
 

@@ -23,15 +23,10 @@ def report(deployed: Deployed) -> dict[str, Any]:
     return dict(json.loads((deployed.build_dir / "pipeline-report.json").read_text()))
 
 
-def live(deployed: Deployed) -> dict[str, Any]:
-    """What /warmup on the live alias answers, through the local data plane."""
-    code = (
-        "import json; from ci import stack, smoke; n = stack.load(); "
-        "call = smoke.caller(n, None); a = call('POST', '/warmup', b'', None); "
-        "print(json.dumps({'status': a.status, 'body': a.body}))"
-    )
+def _python_json(deployed: Deployed, code: str, *args: str) -> dict[str, Any]:
+    """Run code in a fresh interpreter with the stack's environment; its last line is JSON."""
     proc = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, *args],
         cwd=REPO_ROOT,
         env=deployed.env,
         capture_output=True,
@@ -40,24 +35,26 @@ def live(deployed: Deployed) -> dict[str, Any]:
         check=True,
     )
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def live(deployed: Deployed) -> dict[str, Any]:
+    """What /warmup on the live alias answers, through the local data plane."""
+    return _python_json(
+        deployed,
+        "import json; from ci import stack, smoke; n = stack.load(); "
+        "call = smoke.caller(n, None); a = call('POST', '/warmup', b'', None); "
+        "print(json.dumps({'status': a.status, 'body': a.body}))",
+    )
 
 
 def syncer(deployed: Deployed, payload: dict[str, Any]) -> dict[str, Any]:
-    code = (
+    return _python_json(
+        deployed,
         "import json, sys; from ci import stack, syncer_client; n = stack.load(); "
         "a = syncer_client.call(n.syncer_function, json.loads(sys.argv[1])); "
-        "print(json.dumps(a.__dict__))"
+        "print(json.dumps(a.__dict__))",
+        json.dumps(payload),
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(payload)],
-        cwd=REPO_ROOT,
-        env=deployed.env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def run_ok(deployed: Deployed, *args: str) -> dict[str, Any]:
