@@ -64,7 +64,7 @@ def _predict(request: Any, cold: bool) -> dict[str, Any]:
     if isinstance(payload, HttpError):
         return error_response(payload)
     was_loaded = RUNTIME.loaded is not None
-    loaded = RUNTIME.ensure_loaded()
+    loaded = RUNTIME.ensure_loaded(warm=False)
     if isinstance(loaded, HttpError):
         return error_response(loaded)
     # A cold start, for the caller, is a call that waited for the model to load.
@@ -84,6 +84,16 @@ def _predict(request: Any, cold: bool) -> dict[str, Any]:
         )
     done = time.perf_counter()
     init_ms = loaded.timings_ms["init"] if cold else 0.0
+    timing_ms = {
+        "init": round(init_ms, 1),
+        "decode": round((t_infer - t_decode) * 1000, 1),
+        "inference": round((done - t_infer) * 1000, 1),
+        "total": round((done - started) * 1000 + init_ms, 1),
+    }
+    if cold:
+        # Where the cold start went, for the caller and the benchmark.
+        for step in ("stamp_check", "imports", "model_load"):
+            timing_ms[step] = round(loaded.timings_ms[step], 1)
     return json_response(
         200,
         {
@@ -93,11 +103,6 @@ def _predict(request: Any, cold: bool) -> dict[str, Any]:
             "release": loaded.release_id,
             "model": loaded.stamp.model.name,
             "cold_start": cold,
-            "timing_ms": {
-                "init": round(init_ms, 1),
-                "decode": round((t_infer - t_decode) * 1000, 1),
-                "inference": round((done - t_infer) * 1000, 1),
-                "total": round((done - started) * 1000 + init_ms, 1),
-            },
+            "timing_ms": timing_ms,
         },
     )

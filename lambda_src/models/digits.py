@@ -257,7 +257,7 @@ def train(config: TrainingConfig | None = None, log: bool = False) -> DigitsResN
         "name": "digits-resnet",
         "framework": "torch",
         "architecture": (
-            f"CompactResNet (torchvision BasicBlock) widths={list(config.widths)} "
+            f"CompactResNet (BasicBlocks, torchvision layout) widths={list(config.widths)} "
             f"blocks={list(config.blocks)}, 3x3 stem, no max pool"
         ),
         "parameters": parameters,
