@@ -8,6 +8,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# checkov pins dependencies (boto3 among them) that clash with requirements/dev.txt,
+# so it has a venv of its own. Its flags keep it offline (no platform, no update check).
+CHECKOV_VENV := .venv-checkov
+CHECKOV := BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE $(CHECKOV_VENV)/bin/checkov \
+	-d terraform --framework terraform --skip-download --download-external-modules false
 TARGET ?= emulator
 EMULATOR_PORT ?= 4566
 # Extra wheel index for torch/torchvision, e.g. https://download.pytorch.org/whl/cpu
@@ -22,6 +27,10 @@ LIB_REQUIREMENTS ?= requirements/lambda.txt
 LIB_EXTRA_INDEX_URL ?=
 KEEP ?= 3
 PIPELINE_ARGS ?=
+# Arguments of `make bench`, e.g. BENCH_ARGS='--models digits --repeats 5' (python -m bench --help)
+BENCH_ARGS ?=
+# Arguments of `make cost`, e.g. ARGS='--requests-per-day 5000 --json' (python -m cost --help)
+ARGS ?=
 
 export TF_CLI_CONFIG_FILE := $(CURDIR)/.state/terraform.rc
 export PYTHONPATH := $(CURDIR)
@@ -48,13 +57,13 @@ TF := terraform -chdir=terraform
 
 .PHONY: help setup test lint typecheck fmt emulator-up emulator-down emulator-status \
 	package tf-init tf-plan tf-apply tf-destroy tf-outputs clean pipeline rollback build-lib \
-	build-model release publish promote smoke prune up down emulator-if-local
+	build-model release publish promote smoke prune up down emulator-if-local cost cost-plot bench
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed tf-init ## Create .venv with pinned dependencies and prepare Terraform (idempotent)
+setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed tf-init ## Create .venv and .venv-checkov with pinned dependencies and prepare Terraform (idempotent)
 
 $(VENV)/.installed: requirements/dev.txt requirements/lambda.txt
 	@command -v terraform >/dev/null || { echo "terraform is not on PATH (need >= 1.6)"; exit 1; }
@@ -66,14 +75,20 @@ $(VENV)/.installed: requirements/dev.txt requirements/lambda.txt
 	else echo "browser tests need Chromium: sudo apt-get install chromium fonts-dejavu-core"; fi; }
 	touch $@
 
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements/checkov.txt
+	touch $@
+
 test: ## Run the whole pytest suite (unit + integration against the embedded emulator)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: ## ruff, mypy and terraform fmt -check
+lint: ## ruff, mypy, terraform fmt -check and checkov on terraform/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	terraform fmt -check -recursive terraform
+	$(CHECKOV) --quiet --compact
 
 typecheck: ## mypy only
 	$(VENV)/bin/mypy
@@ -156,6 +171,16 @@ up: emulator-if-local ## Emulator + Terraform + pipeline (skipped if current) + 
 down: ## Stop the local endpoint and the emulator that `make up` started
 	$(PY) -m local.dataplane down
 	$(MAKE) --no-print-directory emulator-down
+
+cost: ## Monthly cost, always-on alternatives and break-even traffic (ARGS='--requests-per-day N --json …')
+	$(PY) -m cost $(ARGS)
+
+cost-plot: ## Draw docs/cost.png: monthly cost against requests/day, warm and cold, vs always-on
+	$(PY) -m cost.plot --out docs/cost.png
+
+bench: ## Benchmark this handler against the naive one (cold, warm, throughput, RSS) -> bench/results/
+	$(PY) -m bench --lib-requirements $(LIB_REQUIREMENTS) \
+		$(if $(LIB_EXTRA_INDEX_URL),--extra-index-url $(LIB_EXTRA_INDEX_URL)) $(BENCH_ARGS)
 
 emulator-if-local:
 ifeq ($(TARGET),emulator)

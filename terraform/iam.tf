@@ -1,6 +1,6 @@
-# One role per function, each with only what its code does. The ENI actions
-# Lambda needs to join the VPC have no resource-level form for Describe, so
-# they are the only statements on "*".
+# One role per function, each with only what its code does. Every statement
+# names the resources it acts on, except the EC2 Describe calls Lambda makes to
+# join the VPC: they have no resource-level form, so they are the one "*".
 
 data "aws_iam_policy_document" "lambda_assume" {
   statement {
@@ -13,18 +13,39 @@ data "aws_iam_policy_document" "lambda_assume" {
   }
 }
 
+locals {
+  # Every network interface in this account and region: Lambda names the ENIs
+  # it creates itself, so no narrower ARN exists before they do.
+  network_interfaces_arn = "arn:${data.aws_partition.current.partition}:ec2:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:network-interface/*"
+}
+
 data "aws_iam_policy_document" "vpc_networking" {
   statement {
-    sid = "JoinTheVpc"
+    # EC2's Describe calls authorise only on "*" (no resource-level permissions).
+    sid       = "DescribeTheVpc"
+    actions   = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
+    resources = ["*"]
+  }
+
+  statement {
+    # CreateNetworkInterface authorises on the subnet, the security group and
+    # the new interface: only our subnets and our security group will do.
+    sid     = "CreateInterfacesInOurSubnets"
+    actions = ["ec2:CreateNetworkInterface"]
+    resources = concat(
+      aws_subnet.private[*].arn,
+      [aws_security_group.lambda.arn, local.network_interfaces_arn],
+    )
+  }
+
+  statement {
+    sid = "ManageTheInterfaces"
     actions = [
-      "ec2:CreateNetworkInterface",
-      "ec2:DescribeNetworkInterfaces",
-      "ec2:DescribeSubnets",
       "ec2:DeleteNetworkInterface",
       "ec2:AssignPrivateIpAddresses",
       "ec2:UnassignPrivateIpAddresses",
     ]
-    resources = ["*"]
+    resources = [local.network_interfaces_arn]
   }
 }
 
@@ -106,4 +127,63 @@ resource "aws_iam_role_policy" "syncer" {
   name   = "syncer"
   role   = aws_iam_role.syncer.id
   policy = data.aws_iam_policy_document.syncer.json
+}
+
+# Opt-in (var.circleci_oidc): CircleCI jobs get short-lived AWS credentials from
+# their OIDC token (.circleci/config.yml, command aws-oidc), so no access keys are
+# stored anywhere. The role trusts only this project's jobs on one branch.
+locals {
+  circleci_oidc   = var.circleci_oidc == null ? {} : { this = var.circleci_oidc }
+  circleci_issuer = var.circleci_oidc == null ? "" : "oidc.circleci.com/org/${var.circleci_oidc.org_id}"
+}
+
+resource "aws_iam_openid_connect_provider" "circleci" {
+  for_each = local.circleci_oidc
+
+  url            = "https://${local.circleci_issuer}"
+  client_id_list = [each.value.org_id] # CircleCI's tokens carry the org id as aud
+}
+
+data "aws_iam_policy_document" "circleci_assume" {
+  for_each = local.circleci_oidc
+
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [aws_iam_openid_connect_provider.circleci[each.key].arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.circleci_issuer}:aud"
+      values   = [each.value.org_id]
+    }
+
+    # CIRCLE_OIDC_TOKEN_V2's sub: org/<org>/project/<project>/user/<user>/vcs-origin/<repo>/vcs-ref/<ref>
+    condition {
+      test     = "StringLike"
+      variable = "${local.circleci_issuer}:sub"
+      values   = ["org/${each.value.org_id}/project/${each.value.project_id}/user/*/vcs-origin/*/vcs-ref/refs/heads/${each.value.branch}"]
+    }
+  }
+}
+
+resource "aws_iam_role" "circleci_deploy" {
+  for_each = local.circleci_oidc
+
+  name                 = "${var.name}-circleci-deploy"
+  description          = "CircleCI deploy jobs of one project and branch, through OIDC"
+  assume_role_policy   = data.aws_iam_policy_document.circleci_assume[each.key].json
+  max_session_duration = 3600
+}
+
+# What the jobs may do is the operator's choice (terraform apply of this stack
+# creates IAM roles, so it needs broad rights); nothing is attached by default.
+resource "aws_iam_role_policy_attachment" "circleci_deploy" {
+  for_each = toset(var.circleci_oidc == null ? [] : var.circleci_oidc.policy_arns)
+
+  role       = aws_iam_role.circleci_deploy["this"].name
+  policy_arn = each.value
 }

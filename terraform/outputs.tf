@@ -55,3 +55,8 @@ output "efs_mount_path" {
   description = "Where both functions mount EFS."
   value       = var.efs_mount_path
 }
+
+output "circleci_deploy_role_arn" {
+  description = "ARN of the CircleCI deploy role (set it as AWS_ROLE_ARN in the aws-deploy context); null unless circleci_oidc is set."
+  value       = var.circleci_oidc == null ? null : aws_iam_role.circleci_deploy["this"].arn
+}

@@ -255,3 +255,57 @@ variable "cloudfront_price_class" {
     error_message = "cloudfront_price_class must be PriceClass_100, PriceClass_200 or PriceClass_All."
   }
 }
+
+variable "api_authorizer" {
+  description = "Who may call the API: none (public; the stage throttle and the reserved concurrency cap the cost), jwt (a bearer token from jwt_issuer for one of jwt_audience) or iam (SigV4-signed requests from principals allowed execute-api:Invoke). It covers every route, /health included, since they all spend the same capped concurrency; CORS preflight is answered by API Gateway and never needs it."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "jwt", "iam"], var.api_authorizer)
+    error_message = "api_authorizer must be none, jwt or iam."
+  }
+}
+
+variable "jwt_issuer" {
+  description = "Issuer (iss) of the JWTs the API accepts when api_authorizer is jwt, for example https://cognito-idp.us-east-1.amazonaws.com/<user-pool-id>; required then, unused otherwise."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.jwt_issuer == "" || can(regex("^https://[^\\s/]+(/[^\\s]*)?$", var.jwt_issuer))
+    error_message = "jwt_issuer must be an https:// URL (API Gateway fetches the issuer's keys from it)."
+  }
+}
+
+variable "jwt_audience" {
+  description = "Audiences (aud, or client_id for Cognito access tokens) the API accepts when api_authorizer is jwt; at least one is required then, unused otherwise."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.jwt_audience : trimspace(a) != ""])
+    error_message = "jwt_audience entries must not be empty."
+  }
+}
+
+variable "circleci_oidc" {
+  description = "Opt-in: an IAM OIDC provider for CircleCI (https://oidc.circleci.com/org/<org_id>) and a deploy role that only this project's jobs on `branch` can assume, with the managed policies in policy_arns attached. null (the default) creates neither."
+  type = object({
+    org_id      = string
+    project_id  = string
+    branch      = optional(string, "main")
+    policy_arns = optional(list(string), [])
+  })
+  default = null
+
+  validation {
+    condition = var.circleci_oidc == null ? true : alltrue([
+      can(regex("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", var.circleci_oidc.org_id)),
+      can(regex("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", var.circleci_oidc.project_id)),
+      can(regex("^[A-Za-z0-9._/-]+$", var.circleci_oidc.branch)),
+      alltrue([for a in var.circleci_oidc.policy_arns : can(regex("^arn:aws[a-z-]*:iam::(aws|[0-9]{12}):policy/.+$", a))]),
+    ])
+    error_message = "circleci_oidc needs org_id and project_id as CircleCI UUIDs (Organization/Project Settings), a branch name without wildcards, and policy_arns of IAM managed policies."
+  }
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from tests.terraform.conftest import Terraform
 pytestmark = [pytest.mark.terraform, pytest.mark.emulator]
 
 NAME = "tfcycle"
+ACCESS_POINT_KEY = "elasticfilesystem:AccessPointArn"
 
 
 def _clients(env: dict[str, str]) -> dict[str, Any]:
@@ -23,7 +25,7 @@ def _clients(env: dict[str, str]) -> dict[str, Any]:
     )
     return {
         s: session.client(s, endpoint_url=env["AWS_ENDPOINT_URL"])
-        for s in ("lambda", "efs", "s3", "apigatewayv2", "cloudfront", "ec2")
+        for s in ("lambda", "efs", "s3", "apigatewayv2", "cloudfront", "ec2", "iam")
     }
 
 
@@ -71,6 +73,8 @@ def test_apply_replan_clean_destroy(terraform: Terraform) -> None:
     concurrency = lam.get_function_concurrency(FunctionName=f"{NAME}-inference")
     assert concurrency["ReservedConcurrentExecutions"] == 2
 
+    _check_rendered_policies(terraform.env)
+
     replan = terraform.run("plan", "-detailed-exitcode", *args, check=False, timeout=120)
     assert replan.returncode == 0, f"re-plan is not clean:\n{replan.stdout}\n{replan.stderr}"
 
@@ -80,3 +84,65 @@ def test_apply_replan_clean_destroy(terraform: Terraform) -> None:
     assert finished - started < 180, (
         f"apply {applied - started:.0f} s + re-plan and destroy {finished - applied:.0f} s"
     )
+
+
+def _statements(document: str | dict[str, Any]) -> list[dict[str, Any]]:
+    doc = json.loads(document) if isinstance(document, str) else document
+    statements = doc["Statement"]
+    return [statements] if isinstance(statements, dict) else list(statements)
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _check_rendered_policies(env: dict[str, str]) -> None:
+    """The policies as AWS holds them (real ARNs), not just as Terraform spells them."""
+    c = _clients(env)
+    (fs_id,) = _ours(env)["file_systems"]
+    points = {
+        tag["Value"]: ap["AccessPointArn"]
+        for ap in c["efs"].describe_access_points(FileSystemId=fs_id)["AccessPoints"]
+        for tag in ap.get("Tags", [])
+        if tag["Key"] == "Name"
+    }
+    reader = points[f"{NAME}-inference-ro"]
+    writer = points[f"{NAME}-syncer-rw"]
+
+    efs_policy = c["efs"].describe_file_system_policy(FileSystemId=fs_id)["Policy"]
+    by_sid = {s["Sid"]: s for s in _statements(efs_policy)}
+    bypass = by_sid["DenyMountsThatBypassTheAccessPoints"]
+    assert bypass["Effect"] == "Deny"
+    assert sorted(_as_list(bypass["Condition"]["StringNotEquals"][ACCESS_POINT_KEY])) == sorted(
+        [reader, writer]
+    )
+    writes = by_sid["DenyWritesExceptThroughTheSyncerAccessPoint"]
+    assert _as_list(writes["Condition"]["StringNotEquals"][ACCESS_POINT_KEY]) == [writer]
+    assert by_sid["DenyRootAccess"]["Effect"] == "Deny"
+    assert by_sid["DenyWithoutTLS"]["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+
+    for role, access_point in (("inference", reader), ("syncer", writer)):
+        document = c["iam"].get_role_policy(RoleName=f"{NAME}-{role}", PolicyName=role)
+        for statement in _statements(document["PolicyDocument"]):
+            actions = _as_list(statement["Action"])
+            resources = _as_list(statement["Resource"])
+            assert not any("*" in a for a in actions), (role, actions)
+            if "*" in resources:
+                assert set(actions) <= {"ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"}
+            if any(a.startswith("elasticfilesystem:") for a in actions):
+                condition = statement["Condition"]["StringEquals"][ACCESS_POINT_KEY]
+                assert _as_list(condition) == [access_point], (role, condition)
+                assert "elasticfilesystem:ClientRootAccess" not in actions
+                if role == "inference":
+                    assert actions == ["elasticfilesystem:ClientMount"]
+
+    (api_id,) = _ours(env)["apis"]
+    cors = c["apigatewayv2"].get_api(ApiId=api_id)["CorsConfiguration"]
+    (distribution,) = [
+        d
+        for d in c["cloudfront"].list_distributions()["DistributionList"].get("Items", [])
+        if d["Comment"] == f"{NAME} front end"
+    ]
+    assert cors["AllowOrigins"] == [f"https://{distribution['DomainName']}"]
+    routes = c["apigatewayv2"].get_routes(ApiId=api_id)["Items"]
+    assert {r.get("AuthorizationType", "NONE") for r in routes} == {"NONE"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -41,14 +42,26 @@ def test_efs_is_encrypted_with_elastic_throughput(plan: dict[str, Any]) -> None:
     assert fs["throughput_mode"] == "elastic"
 
 
+def _statement(plan: dict[str, Any], document: str, sid: str) -> dict[str, Any]:
+    for statement in _statements(plan, document):
+        if _const(statement, "sid") == sid:
+            return statement
+    raise AssertionError(f"{document} has no statement {sid}")
+
+
+def _refs(block: dict[str, Any], key: str) -> list[str]:
+    return list(block.get(key, {}).get("references", []))
+
+
 def test_efs_policy_denies_non_tls_access(plan: dict[str, Any]) -> None:
-    denies = [s for s in _statements(plan, "efs_access") if _const(s, "effect") == "Deny"]
-    assert len(denies) == 1
-    condition = denies[0]["condition"][0]
+    deny = _statement(plan, "efs_access", "DenyWithoutTLS")
+    assert _const(deny, "effect") == "Deny"
+    (condition,) = deny["condition"]
     assert _const(condition, "test") == "Bool"
     assert _const(condition, "variable") == "aws:SecureTransport"
     assert _const(condition, "values") == ["false"]
-    assert _const(denies[0], "actions") == ["*"]
+    assert _const(deny, "actions") == ["*"]
+    assert _const(deny["principals"][0], "identifiers") == ["*"]
     policy = _config(plan)["aws_efs_file_system_policy.models"]["expressions"]["policy"]
     assert "data.aws_iam_policy_document.efs_access.json" in policy["references"]
 
@@ -67,10 +80,7 @@ def test_inference_reads_only_and_syncer_writes(plan: dict[str, Any]) -> None:
     assert owner["permissions"] == "0755"
 
     def actions(document: str, sid: str) -> list[str]:
-        for statement in _statements(plan, document):
-            if _const(statement, "sid") == sid:
-                return list(_const(statement, "actions"))
-        raise AssertionError(f"{document} has no statement {sid}")
+        return list(_const(_statement(plan, document, sid), "actions"))
 
     assert actions("inference", "MountReadOnly") == ["elasticfilesystem:ClientMount"]
     assert "elasticfilesystem:ClientWrite" in actions("syncer", "MountReadWrite")
@@ -181,3 +191,287 @@ def test_no_wildcard_action_in_any_role_policy(plan: dict[str, Any]) -> None:
         for statement in _statements(plan, document):
             for action in _const(statement, "actions"):
                 assert action != "*" and not action.endswith(":*"), (document, action)
+
+
+# --- IAM -------------------------------------------------------------------------------
+
+ROLE_DOCUMENTS = ("inference", "syncer", "vpc_networking")
+# EC2 Describe calls have no resource-level permissions: the only actions allowed on "*".
+ACTIONS_WITHOUT_RESOURCE_ARNS = {"ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"}
+
+
+def test_only_actions_without_resource_arns_are_on_star(plan: dict[str, Any]) -> None:
+    for document in (*ROLE_DOCUMENTS, "circleci_assume"):
+        for statement in _statements(plan, document):
+            actions = set(_const(statement, "actions"))
+            assert not any("*" in a for a in actions), (document, actions)
+            resources = _const(statement, "resources")
+            if resources is None:
+                continue  # built from references to our own resources
+            if any(r == "*" or r.endswith(":*") for r in resources):
+                assert actions <= ACTIONS_WITHOUT_RESOURCE_ARNS, (document, actions)
+
+
+def test_roles_get_only_their_inline_policy(plan: dict[str, Any]) -> None:
+    config = _config(plan)
+    for role in ("inference", "syncer"):
+        policy = config[f"aws_iam_role_policy.{role}"]["expressions"]
+        assert f"aws_iam_role.{role}.id" in _refs(policy, "role")
+        assert f"data.aws_iam_policy_document.{role}.json" in _refs(policy, "policy")
+        document = config[f"data.aws_iam_policy_document.{role}"]["expressions"]
+        assert "data.aws_iam_policy_document.vpc_networking.json" in _refs(
+            document, "source_policy_documents"
+        )
+    # No managed policies on the function roles (the one attachment is the opt-in CI role's).
+    attachments = [a for a in config if a.startswith("aws_iam_role_policy_attachment.")]
+    assert attachments == ["aws_iam_role_policy_attachment.circleci_deploy"]
+    assert not any(a.startswith("aws_iam_role_policy_attachment.") for a in _planned(plan))
+
+
+def test_eni_management_is_scoped_to_our_network(plan: dict[str, Any]) -> None:
+    create = _statement(plan, "vpc_networking", "CreateInterfacesInOurSubnets")
+    assert _const(create, "actions") == ["ec2:CreateNetworkInterface"]
+    refs = _refs(create, "resources")
+    assert "aws_subnet.private" in refs
+    assert "aws_security_group.lambda.arn" in refs
+    assert "local.network_interfaces_arn" in refs
+    manage = _statement(plan, "vpc_networking", "ManageTheInterfaces")
+    assert _refs(manage, "resources") == ["local.network_interfaces_arn"]
+    describe = _statement(plan, "vpc_networking", "DescribeTheVpc")
+    assert _const(describe, "resources") == ["*"]
+    assert set(_const(describe, "actions")) == ACTIONS_WITHOUT_RESOURCE_ARNS
+
+
+def test_inference_role_mounts_read_only_through_its_access_point(plan: dict[str, Any]) -> None:
+    efs = [
+        s
+        for s in _statements(plan, "inference")
+        if any(a.startswith("elasticfilesystem:") for a in _const(s, "actions"))
+    ]
+    assert len(efs) == 1
+    assert _const(efs[0], "actions") == ["elasticfilesystem:ClientMount"]
+    assert "aws_efs_file_system.models.arn" in _refs(efs[0], "resources")
+    (condition,) = efs[0]["condition"]
+    assert _const(condition, "test") == "StringEquals"
+    assert _const(condition, "variable") == "elasticfilesystem:AccessPointArn"
+    assert "aws_efs_access_point.inference.arn" in _refs(condition, "values")
+    assert "aws_efs_access_point.syncer.arn" not in _refs(condition, "values")
+    for document in ROLE_DOCUMENTS:
+        assert "ClientRootAccess" not in str(_statements(plan, document)), document
+
+
+def test_syncer_reads_only_the_artifacts_bucket(plan: dict[str, Any]) -> None:
+    s3 = [
+        s
+        for s in _statements(plan, "syncer")
+        if any(a.startswith("s3:") for a in _const(s, "actions"))
+    ]
+    assert s3, "the syncer reads bundles from S3"
+    for statement in s3:
+        assert set(_const(statement, "actions")) <= {
+            "s3:GetObject",
+            "s3:GetObjectVersion",
+            "s3:ListBucket",
+        }
+        assert _const(statement, "resources") is None
+        refs = _refs(statement, "resources")
+        assert refs and all(r.startswith("aws_s3_bucket.artifacts") for r in refs), refs
+    mount = _statement(plan, "syncer", "MountReadWrite")
+    (condition,) = mount["condition"]
+    assert "aws_efs_access_point.syncer.arn" in _refs(condition, "values")
+    assert "aws_efs_access_point.inference.arn" not in _refs(condition, "values")
+
+
+def test_no_long_lived_credentials_or_secret_inputs(plan: dict[str, Any]) -> None:
+    types = {r["type"] for r in plan["configuration"]["root_module"]["resources"]}
+    assert not types & {
+        "aws_iam_user",
+        "aws_iam_access_key",
+        "aws_iam_user_login_profile",
+        "aws_secretsmanager_secret_version",
+        "aws_ssm_parameter",
+    }
+    for name in plan["configuration"]["root_module"].get("variables", {}):
+        assert not re.search(r"secret|password|access_key|token", name), name
+    for name in ("inference", "syncer"):
+        env = _planned(plan)[f"aws_lambda_function.{name}"]["values"]["environment"][0]
+        for key in env["variables"]:
+            assert not re.search(r"SECRET|PASSWORD|TOKEN|KEY", key), (name, key)
+
+
+# --- EFS -------------------------------------------------------------------------------
+
+
+def test_efs_policy_allows_mounts_only_through_the_access_points(plan: dict[str, Any]) -> None:
+    bypass = _statement(plan, "efs_access", "DenyMountsThatBypassTheAccessPoints")
+    assert _const(bypass, "effect") == "Deny"
+    assert _const(bypass["principals"][0], "identifiers") == ["*"]
+    assert set(_const(bypass, "actions")) == {
+        "elasticfilesystem:ClientMount",
+        "elasticfilesystem:ClientWrite",
+    }
+    (condition,) = bypass["condition"]
+    # StringNotEquals also holds when the key is absent, i.e. a mount without an access point.
+    assert _const(condition, "test") == "StringNotEquals"
+    assert _const(condition, "variable") == "elasticfilesystem:AccessPointArn"
+    refs = _refs(condition, "values")
+    assert "aws_efs_access_point.inference.arn" in refs
+    assert "aws_efs_access_point.syncer.arn" in refs
+
+    writes = _statement(plan, "efs_access", "DenyWritesExceptThroughTheSyncerAccessPoint")
+    assert _const(writes, "effect") == "Deny"
+    assert _const(writes["principals"][0], "identifiers") == ["*"]
+    assert _const(writes, "actions") == ["elasticfilesystem:ClientWrite"]
+    (condition,) = writes["condition"]
+    assert _const(condition, "test") == "StringNotEquals"
+    assert _const(condition, "variable") == "elasticfilesystem:AccessPointArn"
+    refs = _refs(condition, "values")
+    assert "aws_efs_access_point.syncer.arn" in refs
+    assert "aws_efs_access_point.inference.arn" not in refs
+
+    root = _statement(plan, "efs_access", "DenyRootAccess")
+    assert _const(root, "effect") == "Deny"
+    assert _const(root, "actions") == ["elasticfilesystem:ClientRootAccess"]
+    assert "condition" not in root
+    allows = [s for s in _statements(plan, "efs_access") if _const(s, "effect") != "Deny"]
+    assert allows and "ClientRootAccess" not in str(allows)
+
+
+def test_access_points_pin_non_root_users(plan: dict[str, Any]) -> None:
+    planned = _planned(plan)
+    for name in ("inference", "syncer"):
+        user = planned[f"aws_efs_access_point.{name}"]["values"]["posix_user"][0]
+        assert user["uid"] != 0 and user["gid"] != 0, (name, user)
+
+
+# --- API -------------------------------------------------------------------------------
+
+
+def _routes(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        r["values"]["route_key"]: r["values"]
+        for r in _planned(plan).values()
+        if r["type"] == "aws_apigatewayv2_route"
+    }
+
+
+def _cors(plan: dict[str, Any]) -> dict[str, Any]:
+    return dict(_planned(plan)["aws_apigatewayv2_api.http"]["values"]["cors_configuration"][0])
+
+
+def test_stage_throttle_and_concurrency_cap_are_pinned(plan: dict[str, Any]) -> None:
+    stage = _planned(plan)["aws_apigatewayv2_stage.default"]["values"]
+    settings = stage["default_route_settings"][0]
+    assert (settings["throttling_rate_limit"], settings["throttling_burst_limit"]) == (10, 20)
+    assert not stage.get("route_settings"), "a route setting could lift the stage throttle"
+    inference = _planned(plan)["aws_lambda_function.inference"]["values"]
+    assert inference["reserved_concurrent_executions"] == 2
+
+
+def test_cors_admits_only_the_front_end_and_named_origins(plan: dict[str, Any]) -> None:
+    cors = _config(plan)["aws_apigatewayv2_api.http"]["expressions"]["cors_configuration"][0]
+    # local.cors_origins: the CloudFront domain plus var.extra_cors_origins (no wildcards,
+    # validated), so the API answers no other page's browser.
+    assert _refs(cors, "allow_origins") == ["local.cors_origins"]
+    values = _cors(plan)
+    assert values["allow_credentials"] in (None, False)
+    assert sorted(values["allow_methods"]) == ["GET", "OPTIONS", "POST"]
+    assert values["allow_headers"] == ["content-type"]
+
+
+def test_no_authorizer_by_default(plan: dict[str, Any]) -> None:
+    assert {v["authorization_type"] for v in _routes(plan).values()} == {"NONE"}
+    assert not [a for a in _planned(plan) if a.startswith("aws_apigatewayv2_authorizer.")]
+
+
+JWT_ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example"
+CIRCLECI_ORG = "0b6c2f1e-1111-4a2b-8c3d-123456789abc"
+CIRCLECI_PROJECT = "9f8e7d6c-2222-4b3a-9c8d-abcdef012345"
+CIRCLECI_POLICY = "arn:aws:iam::123456789012:policy/mlserve-deploy"
+
+
+@pytest.fixture(scope="module")
+def jwt_plan(terraform: Terraform) -> dict[str, Any]:
+    return plan_json(
+        terraform,
+        "pins-jwt",
+        "-var",
+        "api_authorizer=jwt",
+        "-var",
+        f"jwt_issuer={JWT_ISSUER}",
+        "-var",
+        'jwt_audience=["web-client"]',
+    )
+
+
+@pytest.fixture(scope="module")
+def iam_plan(terraform: Terraform) -> dict[str, Any]:
+    """api_authorizer=iam, with the opt-in CircleCI OIDC role on as well (one plan for both)."""
+    circleci = (
+        f'{{org_id="{CIRCLECI_ORG}",project_id="{CIRCLECI_PROJECT}",'
+        f'policy_arns=["{CIRCLECI_POLICY}"]}}'
+    )
+    return plan_json(
+        terraform, "pins-iam", "-var", "api_authorizer=iam", "-var", f"circleci_oidc={circleci}"
+    )
+
+
+def test_jwt_authorizer_guards_every_route(jwt_plan: dict[str, Any]) -> None:
+    (authorizer,) = [
+        r["values"]
+        for r in _planned(jwt_plan).values()
+        if r["type"] == "aws_apigatewayv2_authorizer"
+    ]
+    assert authorizer["authorizer_type"] == "JWT"
+    assert authorizer["identity_sources"] == ["$request.header.Authorization"]
+    jwt = authorizer["jwt_configuration"][0]
+    assert (jwt["issuer"], jwt["audience"]) == (JWT_ISSUER, ["web-client"])
+    routes = _routes(jwt_plan)
+    assert sorted(routes) == ["GET /health", "POST /predict", "POST /warmup"]
+    assert {v["authorization_type"] for v in routes.values()} == {"JWT"}
+    route = _config(jwt_plan)["aws_apigatewayv2_route.inference"]["expressions"]
+    assert "aws_apigatewayv2_authorizer.jwt" in _refs(route, "authorizer_id")
+    # The browser must be allowed to send the bearer token (CORS preflight).
+    assert sorted(_cors(jwt_plan)["allow_headers"]) == ["authorization", "content-type"]
+
+
+def test_iam_authorizer_guards_every_route(iam_plan: dict[str, Any]) -> None:
+    routes = _routes(iam_plan)
+    assert sorted(routes) == ["GET /health", "POST /predict", "POST /warmup"]
+    assert {v["authorization_type"] for v in routes.values()} == {"AWS_IAM"}
+    assert all(not v.get("authorizer_id") for v in routes.values())
+    assert not [a for a in _planned(iam_plan) if a.startswith("aws_apigatewayv2_authorizer.")]
+    headers = set(_cors(iam_plan)["allow_headers"])
+    assert {"authorization", "x-amz-date", "x-amz-security-token"} <= headers
+
+
+# --- CI credentials --------------------------------------------------------------------
+
+
+def test_circleci_oidc_is_opt_in(plan: dict[str, Any]) -> None:
+    planned = _planned(plan)
+    assert not [
+        a
+        for a in planned
+        if "circleci" in a or planned[a]["type"] == "aws_iam_openid_connect_provider"
+    ]
+
+
+def test_circleci_role_trusts_only_this_project_on_one_branch(iam_plan: dict[str, Any]) -> None:
+    planned = _planned(iam_plan)
+    provider = planned['aws_iam_openid_connect_provider.circleci["this"]']["values"]
+    assert provider["url"] == f"https://oidc.circleci.com/org/{CIRCLECI_ORG}"
+    assert provider["client_id_list"] == [CIRCLECI_ORG]
+    role = planned['aws_iam_role.circleci_deploy["this"]']["values"]
+    assert role["max_session_duration"] == 3600
+    attachment = planned[f'aws_iam_role_policy_attachment.circleci_deploy["{CIRCLECI_POLICY}"]']
+    assert attachment["values"]["policy_arn"] == CIRCLECI_POLICY
+    (statement,) = _statements(iam_plan, "circleci_assume")
+    assert _const(statement, "actions") == ["sts:AssumeRoleWithWebIdentity"]
+    assert _const(statement["principals"][0], "type") == "Federated"
+    conditions = {_const(c, "test"): c for c in statement["condition"]}
+    assert set(conditions) == {"StringEquals", "StringLike"}
+    # The sub pattern names the org, the project and the branch; only the user and the
+    # repository URL are wildcards.
+    sub = _refs(conditions["StringLike"], "values")
+    assert {"each.value.org_id", "each.value.project_id", "each.value.branch"} <= set(sub)
