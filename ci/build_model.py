@@ -20,16 +20,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-MODELS = ("digits", "resnet152", "sklearn-digits")
+MODELS = ("digits", "resnet152", "sklearn-digits", "digits-onnx", "resnet152-onnx")
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 # zlib level 3 shrinks the small models' arrays a little at no real cost; the
 # ResNet-152's 230 MB of float weights barely compress, and decompressing them
 # would slow every cold start, so it is stored raw (joblib can then mmap it).
-COMPRESSION = {"digits": 3, "resnet152": 0, "sklearn-digits": 3}
+COMPRESSION = {
+    "digits": 3,
+    "resnet152": 0,
+    "sklearn-digits": 3,
+    "digits-onnx": 3,
+    "resnet152-onnx": 0,
+}
 
 
 def _build_predictor(model: str, weights: Path | None, seed: int, epochs: int | None) -> Any:
+    if model.endswith("-onnx"):
+        # The same network, exported and checked against torch, served by ONNX Runtime.
+        from lambda_src.models import onnx_runtime
+
+        return onnx_runtime.export(
+            _build_predictor(model.removesuffix("-onnx"), weights, seed, epochs), seed=seed
+        )
     if model == "digits":
         from lambda_src.models import digits
 
@@ -111,7 +124,7 @@ def build(
 
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    if weights is not None and model != "resnet152":
+    if weights is not None and model not in ("resnet152", "resnet152-onnx"):
         raise ValueError("--weights applies to resnet152 only")
     started = time.perf_counter()
     predictor = _build_predictor(model, weights, seed, epochs)

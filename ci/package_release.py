@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -127,12 +128,24 @@ def present_on_efs(hashes: list[str]) -> set[str]:
     return set(answer.details.get("present", [])) if answer.ok else set()
 
 
-def package(lib: Path, model_dir: Path, out: Path, delta: bool = True) -> PackagedRelease:
-    """Assemble the release tree, write the bundle and release.json, return the summary."""
+def package(
+    lib: Path,
+    model_dir: Path,
+    out: Path,
+    delta: bool = True,
+    *,
+    present: Callable[[list[str]], set[str]] = present_on_efs,
+    release_id: str | None = None,
+) -> PackagedRelease:
+    """Assemble the release tree, write the bundle and release.json, return the summary.
+
+    With ``delta``, files whose hashes ``present`` reports (by default: the deployed
+    syncer's store) are left out of the bundle.
+    """
     lib_report = json.loads(lib.with_name(lib.name + ".json").read_text())
     model_meta = json.loads((model_dir / "metadata.json").read_text())
     commit = git_commit()
-    release_id = new_release_id(commit)
+    release_id = release_id or new_release_id(commit)
     if out.exists():
         shutil.rmtree(out)
     tree = out / "tree"
@@ -141,7 +154,7 @@ def package(lib: Path, model_dir: Path, out: Path, delta: bool = True) -> Packag
     os.link(model_dir / "model.joblib", tree / "model" / "model.joblib")
     manifest = build_manifest(tree)
     stamp = build_stamp(release_id, manifest, stamp_fields(lib_report, model_meta, commit))
-    omit = present_on_efs(sorted({e.sha256 for e in manifest})) if delta else set()
+    omit = present(sorted({e.sha256 for e in manifest})) if delta else set()
     info = make_bundle(tree, stamp, out / f"{release_id}.tar.gz", omit_sha256=omit)
     shutil.rmtree(tree)
     packaged = PackagedRelease(

@@ -6,6 +6,7 @@ efs_layout.check_release() says the release fits this interpreter.
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,14 @@ from typing import Any
 from efs_layout.layout import add_lib_to_path, is_valid_release_id, release_path
 from efs_layout.verify import Verdict, check_release
 from lambda_src.inference.http import HttpError
+
+# The module each stamp framework needs before its first prediction.
+FRAMEWORK_MODULES = {
+    "torch": "torch",
+    "sklearn": "sklearn",
+    "scikit-learn": "sklearn",
+    "onnxruntime": "onnxruntime",
+}
 
 
 @dataclass(frozen=True)
@@ -81,8 +90,21 @@ class Runtime:
                 f"release {self.config.release_id} is not served: {verdict.message}",
             )
         add_lib_to_path(self.config.mount_path, self.config.release_id)
-        import joblib  # from the release's lib/, now that the stamp fits
+        try:
+            import joblib  # from the release's lib/, now that the stamp fits
 
+            # The framework is imported here, not inside the first forward pass, so the
+            # cold-start figures say which part is imports and which is the model.
+            framework = FRAMEWORK_MODULES.get(verdict.stamp.model.framework)
+            if framework is not None:
+                importlib.import_module(framework)
+        except ImportError as exc:
+            return HttpError(
+                503,
+                "release_import_failed",
+                f"release {self.config.release_id} is not served: its lib/ failed to import "
+                f"({exc})",
+            )
         t2 = time.perf_counter()
         model_file = release_path(self.config.mount_path, self.config.release_id) / (
             verdict.stamp.model.file
@@ -91,6 +113,9 @@ class Runtime:
         # faults on first touch instead of a 230 MB copy, and environments share the pages.
         # (joblib ignores mmap_mode for compressed files such as the small digits model.)
         predictor = joblib.load(model_file, mmap_mode="r")
+        prepare = getattr(predictor, "prepare", None)
+        if callable(prepare):
+            prepare()
         t3 = time.perf_counter()
         warmup = getattr(predictor, "warmup", None)
         if warm and callable(warmup):

@@ -101,6 +101,10 @@ class TorchStatePredictor:
             self._network = rebuild_network(self.config, self.state)
         return self._network
 
+    def prepare(self) -> None:
+        """Rebuild the network now (no forward pass), so loading is timed apart from inference."""
+        self.network()
+
     def preprocess(self, image: Image.Image) -> npt.NDArray[np.float32]:
         """Network inputs for one image, shaped (views, *input_shape).
 
