@@ -76,7 +76,13 @@ def parse_event(event: dict[str, Any]) -> Request | HttpError:
     """Turn a payload-format-2.0 event into a Request (or a 400 for a malformed event)."""
     if not isinstance(event, dict):
         return HttpError(400, "bad_event", "the event is not a JSON object")
-    http = (event.get("requestContext") or {}).get("http") or {}
+    # API Gateway always sends objects here; a direct invocation may send anything.
+    context = event.get("requestContext") or {}
+    http = (context.get("http") or {}) if isinstance(context, dict) else {}
+    raw_headers = event.get("headers") or {}
+    raw_query = event.get("queryStringParameters") or {}
+    if not all(isinstance(part, dict) for part in (context, http, raw_headers, raw_query)):
+        return HttpError(400, "bad_event", "requestContext, headers or query is not an object")
     method = str(http.get("method") or "").upper()
     path = str(http.get("path") or event.get("rawPath") or "")
     if not method or not path:
@@ -85,8 +91,8 @@ def parse_event(event: dict[str, Any]) -> Request | HttpError:
             method, path = route_key.split(" ", 1)
     if not method or not path:
         return HttpError(400, "bad_event", "the event names no HTTP method and path")
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+    headers = {str(k).lower(): str(v) for k, v in raw_headers.items()}
+    query = {str(k): str(v) for k, v in raw_query.items()}
     raw = event.get("body")
     if raw is None:
         body = b""
@@ -96,8 +102,11 @@ def parse_event(event: dict[str, Any]) -> Request | HttpError:
         except (binascii.Error, ValueError):
             return HttpError(400, "bad_body", "the body is marked base64 but is not valid base64")
     else:
-        body = str(raw).encode("utf-8", errors="surrogateescape")
-    request_id = str((event.get("requestContext") or {}).get("requestId") or "")
+        try:
+            body = str(raw).encode("utf-8", errors="surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate, which a JSON \ud800 escape can carry
+            return HttpError(400, "bad_body", "the body is text that cannot be encoded as UTF-8")
+    request_id = str(context.get("requestId") or "")
     return Request(method, path, headers, query, body, request_id)
 
 
@@ -168,8 +177,12 @@ def _multipart_image(request: Request) -> tuple[bytes, str] | HttpError:
     header = request.headers.get("content-type", "")
     if "boundary=" not in header:
         return HttpError(400, "bad_multipart", "multipart/form-data without a boundary")
+    try:
+        encoded_header = header.encode("latin-1")
+    except UnicodeEncodeError:  # HTTP header values are latin-1 at most
+        return HttpError(400, "bad_multipart", "the multipart boundary is not latin-1 text")
     message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + header.encode("latin-1") + b"\r\n\r\n" + request.body
+        b"Content-Type: " + encoded_header + b"\r\n\r\n" + request.body
     )
     if not message.is_multipart():
         return HttpError(400, "bad_multipart", "the multipart body could not be parsed")
@@ -185,7 +198,9 @@ def _multipart_image(request: Request) -> tuple[bytes, str] | HttpError:
 def _json_image(body: bytes) -> bytes | HttpError:
     try:
         doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and an integer literal beyond
+        # Python's 4300-digit limit; RecursionError is what "[[[[..." 100k deep raises.
         return HttpError(400, "bad_json", "the body is not valid JSON")
     if not isinstance(doc, dict) or not isinstance(doc.get("image_base64"), str):
         return HttpError(400, "missing_field", 'JSON bodies need {"image_base64": "<base64>"}')

@@ -74,7 +74,8 @@ def _sixteen_bit_to_l(image: Image.Image) -> Image.Image:
 
 def _flatten_alpha(image: Image.Image, fill: float | None = None) -> Image.Image:
     """Composite an image with transparency onto a plain background; return mode RGB."""
-    rgba = image.convert("RGBA")
+    # No copy of an image that already is RGBA: at 49 MP every full-size copy is 196 MB.
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
     if fill is None:
         # The statistics need no detail; a reduced copy keeps 12 MP inputs cheap.
         factor = max(1, max(rgba.size) // 512)
@@ -94,7 +95,9 @@ def _flatten_alpha(image: Image.Image, fill: float | None = None) -> Image.Image
             fill = float(np.median(luma[alpha > 0.5])) if (alpha > 0.5).any() else 1.0
     level = round(fill * 255)
     background = Image.new("RGBA", rgba.size, (level, level, level, 255))
-    return Image.alpha_composite(background, rgba).convert("RGB")
+    composite = Image.alpha_composite(background, rgba)
+    del background  # freed before the RGB copy is made, for the same reason
+    return composite.convert("RGB")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
