@@ -23,10 +23,14 @@ class FunctionError(RuntimeError):
 def invoke(function_name: str, payload: Any, qualifier: str | None = None) -> Any:
     """Invoke synchronously and return the decoded payload."""
     if uses_emulator():
-        from local.dataplane.environment import invoke_once
+        from local.dataplane.environment import EnvironmentDied, InvocationTimeout, invoke_once
         from local.dataplane.functions import resolve
 
-        result = invoke_once(resolve(function_name, qualifier), payload)
+        try:
+            result = invoke_once(resolve(function_name, qualifier), payload)
+        except (EnvironmentDied, InvocationTimeout) as exc:
+            # What Lambda answers when the function is killed or times out: a function error.
+            raise FunctionError(f"{function_name}: {type(exc).__name__}: {exc}") from exc
         if result.error is not None:
             raise FunctionError(
                 f"{function_name}: {result.error['type']}: {result.error['message']}"

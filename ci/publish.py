@@ -16,7 +16,7 @@ from pathlib import Path
 
 from boto3.s3.transfer import TransferConfig
 
-from ci import paths, stack, syncer_client
+from ci import invoke, paths, stack, syncer_client
 from ci.aws import client
 from ci.deploy_lock import DeployLockBusy, deploy_lock
 from ci.package_release import PackagedRelease
@@ -74,15 +74,20 @@ def upload(bucket: str, release: PackagedRelease) -> str:
 def publish(release: PackagedRelease, names: stack.Stack, out_dir: Path) -> Published:
     """Upload and sync one release; raise PublishFailed if the syncer refuses it."""
     key = upload(names.artifacts_bucket, release)
-    answer = syncer_client.call(
-        names.syncer_function,
-        {
-            "bucket": names.artifacts_bucket,
-            "key": key,
-            "sha256": release.sha256,
-            "release_id": release.release_id,
-        },
-    )
+    try:
+        answer = syncer_client.call(
+            names.syncer_function,
+            {
+                "bucket": names.artifacts_bucket,
+                "key": key,
+                "sha256": release.sha256,
+                "release_id": release.release_id,
+            },
+        )
+    except invoke.FunctionError as exc:
+        # Killed mid-unpack (out of memory, timeout): nothing became visible on EFS, and
+        # its lock is recoverable (efs_layout.lock), so a re-run repairs this failure.
+        raise PublishFailed(f"the syncer failed on {release.release_id}: {exc}") from exc
     if not answer.ok:
         raise PublishFailed(
             f"the syncer refused {release.release_id}: {answer.code}: {answer.message}"

@@ -3,7 +3,11 @@
 fcntl/flock locks are not reliable across Lambda sandboxes on NFS, so the lock is a file
 created with ``O_CREAT | O_EXCL`` (atomic on NFSv4) holding pid, host, time and a random
 token. A lock older than ``stale_after`` seconds is assumed to belong to a writer that
-died (a Lambda is killed after at most 15 minutes) and is taken over.
+died (a Lambda is killed after at most 15 minutes) and is taken over. A lock whose holder
+ran under this kernel and pid namespace (boot id + pid namespace, written into the lock)
+and whose process is gone is taken over at once: a syncer killed mid-unpack on this machine
+would otherwise block every publish for 16 minutes. Lambda sandboxes are separate VMs with
+boot ids of their own, so between sandboxes only the age counts.
 """
 
 from __future__ import annotations
@@ -41,10 +45,55 @@ class LockInfo:
     acquired_at: float  # time.time() of the holder
 
 
+def _pid_namespace() -> str | None:
+    """This kernel's boot id and this process's pid namespace, or None where unknown.
+
+    A pid means the same process only within one pid namespace of one running kernel;
+    the hostname alone does not say that (containers and sandboxes reuse hostnames).
+    """
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{boot_id}/{namespace}" if boot_id and namespace else None
+
+
 def _payload(token: str) -> tuple[bytes, float]:
     now = time.time()
-    body = {"pid": os.getpid(), "hostname": os.uname().nodename, "time": now, "token": token}
+    body: dict[str, object] = {
+        "pid": os.getpid(),
+        "hostname": os.uname().nodename,
+        "time": now,
+        "token": token,
+    }
+    namespace = _pid_namespace()
+    if namespace is not None:
+        body["pid_namespace"] = namespace
     return (json.dumps(body, sort_keys=True) + "\n").encode(), now
+
+
+def _holder_is_dead(holder: dict[str, object] | None) -> bool:
+    """True only when the holder ran in our pid namespace and its process no longer exists.
+
+    Anything less certain (another machine or sandbox, no namespace in the lock, a pid
+    that exists, even if reused) counts as alive and is left to the age rule.
+    """
+    if holder is None:
+        return False
+    namespace = _pid_namespace()
+    pid = holder.get("pid")
+    if namespace is None or holder.get("pid_namespace") != namespace:
+        return False
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _read_holder(path: Path) -> tuple[dict[str, object] | None, float | None]:
@@ -114,7 +163,8 @@ def release_lock(
     """Hold ``<root>/locks/<name>.lock`` for the duration of the ``with`` block.
 
     Waits up to ``timeout`` seconds, then raises LockBusy. A lock whose holder wrote it
-    more than ``stale_after`` seconds ago is taken over. The lock is not re-entrant: a
+    more than ``stale_after`` seconds ago, or whose holder is known dead (same kernel and
+    pid namespace, process gone), is taken over. The lock is not re-entrant: a
     holder that asks again waits for itself and times out.
     """
     if not _NAME_RE.fullmatch(name):
@@ -134,6 +184,10 @@ def release_lock(
         since = written if isinstance(written, int | float) else mtime
         if since is not None and time.time() - float(since) > stale_after:
             log.warning("lock %s: taking over stale lock of %s", path, _describe(holder))
+            _take_over(path, holder.get("token") if holder is not None else None)
+            continue
+        if _holder_is_dead(holder):
+            log.warning("lock %s: taking over the lock of dead %s", path, _describe(holder))
             _take_over(path, holder.get("token") if holder is not None else None)
             continue
         if time.monotonic() >= deadline:
