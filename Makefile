@@ -29,6 +29,8 @@ KEEP ?= 3
 PIPELINE_ARGS ?=
 # Arguments of `make bench`, e.g. BENCH_ARGS='--models digits --repeats 5' (python -m bench --help)
 BENCH_ARGS ?=
+# Arguments of `make load`, e.g. LOAD_ARGS='--clients 10 --seconds 20 --json' (python -m load --help)
+LOAD_ARGS ?=
 # Arguments of `make cost`, e.g. ARGS='--requests-per-day 5000 --json' (python -m cost --help)
 ARGS ?=
 
@@ -57,7 +59,8 @@ TF := terraform -chdir=terraform
 
 .PHONY: help setup test lint typecheck fmt emulator-up emulator-down emulator-status \
 	package tf-init tf-plan tf-apply tf-destroy tf-outputs clean pipeline rollback build-lib \
-	build-model release publish promote smoke prune up down emulator-if-local cost cost-plot bench
+	build-model release publish promote smoke prune up down emulator-if-local cost cost-plot bench \
+	load
 
 help: ## List every target with one line each
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -181,6 +184,9 @@ cost-plot: ## Draw docs/cost.png: monthly cost against requests/day, warm and co
 bench: ## Benchmark this handler against the naive one (cold, warm, throughput, RSS) -> bench/results/
 	$(PY) -m bench --lib-requirements $(LIB_REQUIREMENTS) \
 		$(if $(LIB_EXTRA_INDEX_URL),--extra-index-url $(LIB_EXTRA_INDEX_URL)) $(BENCH_ARGS)
+
+load: ## Load-test the `make up` endpoint: served, 429s, p50/p95/p99, environments, RSS growth (LOAD_ARGS)
+	$(PY) -m load --url http://127.0.0.1:8080 --clients 50 --seconds 60 $(LOAD_ARGS)
 
 emulator-if-local:
 ifeq ($(TARGET),emulator)

@@ -92,6 +92,11 @@ class Runtime:
         add_lib_to_path(self.config.mount_path, self.config.release_id)
         try:
             import joblib  # from the release's lib/, now that the stamp fits
+            from PIL import Image
+
+            # Pillow imports its format plugins on the first decode; import them now, so
+            # a warm environment can decode even if its release's lib/ goes away.
+            Image.init()
 
             # The framework is imported here, not inside the first forward pass, so the
             # cold-start figures say which part is imports and which is the model.
