@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,9 @@ class Runtime:
         # Weights are stored uncompressed so they can be memory-mapped: loading costs page
         # faults on first touch instead of a 230 MB copy, and environments share the pages.
         # (joblib ignores mmap_mode for compressed files such as the small digits model.)
-        predictor = joblib.load(model_file, mmap_mode="r")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*mmap_mode.*compressed file.*")
+            predictor = joblib.load(model_file, mmap_mode="r")
         prepare = getattr(predictor, "prepare", None)
         if callable(prepare):
             prepare()
