@@ -3,10 +3,13 @@ Terraform, and one stack applied to it for the pipeline and endpoint tests."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,14 +202,16 @@ def _free_port() -> int:
     return process.free_port()
 
 
-@pytest.fixture()
-def endpoint(deployed: Deployed, promoted: str, tmp_path: Path) -> Iterator[Endpoint]:
-    """A fresh local endpoint (so its first request is a cold start), stopped afterwards."""
-    import time
-    import urllib.request
+@contextlib.contextmanager
+def endpoint_process(
+    deployed: Deployed, state_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Endpoint]:
+    """A local endpoint process for the stack (a fresh pool: its first request is cold).
 
+    ``extra_env`` can point it at another EFS folder (LOCAL_EFS_ROOT).
+    """
     port = _free_port()
-    env = dict(deployed.env, ENDPOINT_STATE_DIR=str(tmp_path / "endpoint"))
+    env = dict(deployed.env, ENDPOINT_STATE_DIR=str(state_dir), **(extra_env or {}))
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -226,15 +231,24 @@ def endpoint(deployed: Deployed, promoted: str, tmp_path: Path) -> Iterator[Endp
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/_local/stats", timeout=2):
-                break
-        except OSError:
-            time.sleep(0.2)
     try:
-        yield Endpoint(url, tmp_path / "endpoint" / "logs")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_local/stats", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("the local endpoint did not start") from None
+                time.sleep(0.2)
+        yield Endpoint(url, state_dir / "logs")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture()
+def endpoint(deployed: Deployed, promoted: str, tmp_path: Path) -> Iterator[Endpoint]:
+    """A fresh local endpoint (so its first request is a cold start), stopped afterwards."""
+    with endpoint_process(deployed, tmp_path / "endpoint") as started:
+        yield started

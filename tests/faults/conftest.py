@@ -7,24 +7,20 @@ on "EFS" put it back before they return.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ci import package_release
-from tests.conftest import REPO_ROOT, Deployed, Endpoint, _free_port
+from tests.conftest import Deployed
 from tests.models.conftest import hand_drawn
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
@@ -53,51 +49,6 @@ def stats(url: str) -> dict[str, Any]:
     status, body, _ = call(url + "/_local/stats")
     assert status == 200, body
     return dict(next(iter(body.values())))
-
-
-@contextlib.contextmanager
-def endpoint_process(
-    deployed: Deployed, state_dir: Path, extra_env: dict[str, str] | None = None
-) -> Iterator[Endpoint]:
-    """Another local endpoint for the stack (a fresh pool: its first request is cold).
-
-    ``extra_env`` can point it at another EFS folder (LOCAL_EFS_ROOT).
-    """
-    port = _free_port()
-    env = dict(deployed.env, ENDPOINT_STATE_DIR=str(state_dir), **(extra_env or {}))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "local.dataplane",
-            "serve",
-            "--port",
-            str(port),
-            "--api-id",
-            deployed.outputs["api_id"],
-            "--idle-timeout",
-            "30",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_local/stats", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("the second endpoint did not start") from None
-                time.sleep(0.2)
-        yield Endpoint(url, state_dir / "logs")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def efs_root(deployed: Deployed) -> Path:

@@ -37,9 +37,8 @@ from efs_layout.stamp import build_stamp
 from efs_layout.verify import check_release
 from lambda_src.syncer.sync import SyncRequest
 from lambda_src.syncer.sync import publish as syncer_publish
-from tests.conftest import REPO_ROOT, Deployed, Endpoint
+from tests.conftest import REPO_ROOT, Deployed, Endpoint, endpoint_process
 from tests.faults.conftest import (
-    endpoint_process,
     entries,
     package_with_new_bytes,
     predict,

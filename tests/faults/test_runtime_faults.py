@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from efs_layout.layout import STAMP_FILE, release_path
-from tests.conftest import Deployed, Endpoint
-from tests.faults.conftest import call, endpoint_process, predict, stats
+from tests.conftest import Deployed, Endpoint, endpoint_process
+from tests.faults.conftest import call, predict, stats
 from tests.lambda_src import releases
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform]
