@@ -72,9 +72,9 @@ class Runtime:
     def ensure_loaded(self, warm: bool = True) -> Loaded | HttpError:
         """Check the release and load its model, once; a refused release is re-checked later.
 
-        With ``warm`` the predictor's warmup (network rebuild and a forward pass) runs
-        too; a prediction passes False because its own forward pass warms the model, and
-        a second one would add its whole duration to the cold start.
+        With ``warm`` a whole prediction of a synthetic image runs too (`_rehearse`); a
+        prediction passes False because it warms the model itself, and a rehearsal would
+        add a second forward pass to its cold start.
         """
         if self.loaded is not None:
             return self.loaded
@@ -125,9 +125,8 @@ class Runtime:
         if callable(prepare):
             prepare()
         t3 = time.perf_counter()
-        warmup = getattr(predictor, "warmup", None)
-        if warm and callable(warmup):
-            warmup()
+        if warm:
+            _rehearse(predictor)
         t4 = time.perf_counter()
         self.loaded = Loaded(
             release_id=self.config.release_id,
@@ -170,3 +169,26 @@ class Runtime:
                 "files": len(stamp.manifest),
             }
         return body
+
+
+def _rehearse(predictor: Any) -> None:
+    """Decode and predict a small synthetic PNG, as a request would.
+
+    A warm-up must touch everything a prediction uses: Pillow's plugins, numpy's lazily
+    imported submodules (np.median imports numpy.ma), the network's first forward pass. All
+    of them load from the release's lib/ on first use, so an environment warmed only
+    halfway fails if its release goes away, and its first real request is slow.
+    """
+    import io
+
+    from PIL import Image
+
+    from lambda_src.inference.imaging import open_image
+
+    buffer = io.BytesIO()
+    gradient = Image.linear_gradient("L").resize((64, 64)).convert("RGB")
+    gradient.save(buffer, "PNG")
+    opened = open_image(buffer.getvalue())
+    if isinstance(opened, HttpError):  # cannot happen for this image; never fail a load on it
+        return
+    predictor.predict_image(opened.image, 1)

@@ -9,7 +9,8 @@ whatever object comes out of it if it satisfies `ImagePredictor`:
 * ``predict_image(image, top_k) -> list[tuple[str, float]]`` - the ``top_k``
   most probable ``(label, probability)`` pairs, most probable first;
 * optionally ``warmup() -> None`` - build lazily created state and run one
-  prediction, called once after loading so the first request is not slow.
+  prediction (the build step uses it; the serving runtime's /warmup goes further
+  and predicts a synthetic image end to end, so every lazy import happens).
 
 This module imports nothing beyond the standard library, so the handler can
 check a loaded object before the heavy libraries are needed.
