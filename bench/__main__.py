@@ -20,6 +20,7 @@ from typing import Any
 
 from bench import measure, report, workspace
 from bench.images import payloads
+from efs_layout.layout import LIB_DIR, MODEL_DIR, release_path
 from local.dataplane.environment import ExecutionEnvironment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def bench_model(
 ) -> dict[str, Any]:
     """Every figure for one model, both handlers."""
     release = ws.releases[model]
-    lib_on_efs = f"{measure.MOUNT}/releases/{release}/lib"
+    lib_on_efs = str(release_path(measure.MOUNT, release) / LIB_DIR)
     handlers = [
         measure.ours(model, release, ws.inference_sha256, ws.efs, ws.code_zips),
         measure.ours(
@@ -68,7 +69,7 @@ def bench_model(
         measure.naive(
             model,
             lib_on_efs,
-            f"{measure.MOUNT}/naive/{model}.joblib",
+            f"{measure.MOUNT}/{ws.naive_models[model].relative_to(ws.efs)}",
             ws.naive_sha256,
             ws.efs,
             ws.code_zips,
@@ -119,8 +120,9 @@ def bench_model(
         {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     )
     env["PYTHONPATH"] = str(REPO_ROOT)
-    model_file = ws.efs / "releases" / release / "model" / "model.joblib"
-    floors = measure.floors(ws.efs / "releases" / release / "lib", model_file, env, repeats)
+    served = release_path(ws.efs, release)
+    model_file = served / MODEL_DIR / "model.joblib"
+    floors = measure.floors(served / LIB_DIR, model_file, env, repeats)
     result["floors"] = {**asdict(floors), "cold": round(floors.cold, 1)}
     return result
 

@@ -15,13 +15,14 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ci import package_functions
 from ci.package_release import PackagedRelease, git_commit, package
 from efs_layout import new_release_id, store_has, unpack_bundle
+from efs_layout.layout import releases_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NAIVE_SOURCE = Path(__file__).with_name("naive_handler.py")
@@ -143,7 +144,7 @@ def prepare(
 
     cache_file = root / "releases.json"
     cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-    if cached.get("lib_cache_key") != key or not (efs / "releases").is_dir():
+    if cached.get("lib_cache_key") != key or not releases_path(efs).is_dir():
         # A fresh store: the first release carries everything, as a first deploy does;
         # each later one carries only what the store lacks, as the pipeline's do.
         shutil.rmtree(efs, ignore_errors=True)
@@ -204,9 +205,3 @@ def prepare(
         lib_bytes={k: int(str(r["bytes"])) for k, r in reports.items()},
         lib_files={k: int(str(r["files"])) for k, r in reports.items()},
     )
-
-
-def describe(workspace: Workspace) -> dict[str, object]:
-    """The workspace as JSON-able data for the results file."""
-    data = asdict(workspace)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}

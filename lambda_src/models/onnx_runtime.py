@@ -22,12 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from .protocol import rank
+from .torch_state import TorchStatePredictor, ViewAveragingPredictor
 
 if TYPE_CHECKING:
     from PIL import Image
-
-    from .torch_state import TorchStatePredictor
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -44,7 +42,7 @@ def _threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class OnnxPredictor:
+class OnnxPredictor(ViewAveragingPredictor):
     """A `protocol.ImagePredictor` whose network runs in ONNX Runtime."""
 
     def __init__(self, source: TorchStatePredictor, graph: bytes, parity: float) -> None:
@@ -105,19 +103,6 @@ class OnnxPredictor:
             [OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
         )[0]
         return softmax(np.asarray(logits, dtype=np.float64))
-
-    def predict_proba(self, image: Image.Image) -> npt.NDArray[np.float64]:
-        """Probabilities for every label, averaged over the preprocessing's views."""
-        probabilities = self.predict_batch(self.preprocess(image)).mean(axis=0)
-        return np.asarray(probabilities / probabilities.sum(), dtype=np.float64)
-
-    def predict_image(self, image: Image.Image, top_k: int = 5) -> list[tuple[str, float]]:
-        """The top_k (label, probability) pairs for `image`, most probable first."""
-        return rank(self.predict_proba(image).tolist(), self.labels, top_k)
-
-    def warmup(self) -> None:
-        """Create the session and run one inference so the first request is fast."""
-        self.predict_batch(np.zeros((1, *self.input_shape), dtype=np.float32))
 
 
 def softmax(logits: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

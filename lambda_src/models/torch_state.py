@@ -63,13 +63,44 @@ def rebuild_network(config: dict[str, Any], state: StateArrays) -> nn.Module:
     return module.eval()
 
 
-class TorchStatePredictor:
-    """Shared storage, lazy rebuilding and ranking for the torch predictors.
+class ViewAveragingPredictor:
+    """Ranking shared by the network predictors, whatever runs the network.
 
-    Subclasses set `input_shape` (C, H, W) and implement `preprocess`.
+    Subclasses set `input_shape` (C, H, W) and `labels`, and implement `preprocess`
+    (an image to its views) and `predict_batch` (views to probabilities).
     """
 
     input_shape: tuple[int, int, int] = (1, 8, 8)
+    labels: list[str]
+
+    def preprocess(self, image: Image.Image) -> npt.NDArray[np.float32]:
+        """Network inputs for one image, shaped (views, *input_shape).
+
+        Predictions are averaged over the views (test-time augmentation); one
+        view is the usual case.
+        """
+        raise NotImplementedError
+
+    def predict_batch(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Class probabilities (N, len(labels)) for preprocessed inputs (N, *input_shape)."""
+        raise NotImplementedError
+
+    def predict_proba(self, image: Image.Image) -> npt.NDArray[np.float64]:
+        """Probabilities for every label, in `labels` order, averaged over the views."""
+        probabilities = self.predict_batch(self.preprocess(image)).mean(axis=0)
+        return np.asarray(probabilities / probabilities.sum(), dtype=np.float64)
+
+    def predict_image(self, image: Image.Image, top_k: int = 5) -> list[tuple[str, float]]:
+        """The top_k (label, probability) pairs for `image`, most probable first."""
+        return rank(self.predict_proba(image).tolist(), self.labels, top_k)
+
+    def warmup(self) -> None:
+        """Build whatever runs the network and run it once, so the first request is fast."""
+        self.predict_batch(np.zeros((1, *self.input_shape), dtype=np.float32))
+
+
+class TorchStatePredictor(ViewAveragingPredictor):
+    """Shared storage and lazy rebuilding for the torch predictors."""
 
     def __init__(
         self,
@@ -105,14 +136,6 @@ class TorchStatePredictor:
         """Rebuild the network now (no forward pass), so loading is timed apart from inference."""
         self.network()
 
-    def preprocess(self, image: Image.Image) -> npt.NDArray[np.float32]:
-        """Network inputs for one image, shaped (views, *input_shape).
-
-        Predictions are averaged over the views (test-time augmentation); one
-        view is the usual case.
-        """
-        raise NotImplementedError
-
     def predict_batch(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Class probabilities (N, len(labels)) for preprocessed inputs (N, *input_shape)."""
         import torch
@@ -122,16 +145,3 @@ class TorchStatePredictor:
             logits: torch.Tensor = network(torch.from_numpy(np.ascontiguousarray(batch)))
             probabilities = torch.softmax(logits.double(), dim=1)
         return np.asarray(probabilities.numpy(), dtype=np.float64)
-
-    def predict_proba(self, image: Image.Image) -> npt.NDArray[np.float64]:
-        """Probabilities for every label, in `labels` order."""
-        probabilities = self.predict_batch(self.preprocess(image)).mean(axis=0)
-        return np.asarray(probabilities / probabilities.sum(), dtype=np.float64)
-
-    def predict_image(self, image: Image.Image, top_k: int = 5) -> list[tuple[str, float]]:
-        """The top_k (label, probability) pairs for `image`, most probable first."""
-        return rank(self.predict_proba(image).tolist(), self.labels, top_k)
-
-    def warmup(self) -> None:
-        """Rebuild the network and run one forward pass so the first request is fast."""
-        self.predict_batch(np.zeros((1, *self.input_shape), dtype=np.float32))
