@@ -10,6 +10,13 @@
   var MAX_IMAGE_BYTES = 4 * 1024 * 1024; // the API's limit on the decoded image
   var SHRINK_MAX_SIDE = 1600; // larger photos are scaled down before sending
   var REQUEST_TIMEOUT_MS = 35000; // API Gateway gives up after 30 s
+  // A prediction chosen while this page's warm-up is in flight is held until the warm-up
+  // answers, for at most this long after the warm-up was sent: the warm-up call itself is
+  // abandoned then (the same budget as any call), so no answer can come later, and sending
+  // any sooner would cold-start a second, billed execution environment while the first may
+  // still be loading the model legitimately. The timer makes the bound hold however the
+  // warm-up call ends.
+  var WARMUP_HOLD_MS = REQUEST_TIMEOUT_MS;
   var PROGRESS_CEILING = 95; // the bar never passes this before the answer comes
   var PROGRESS_RATE = 2.3; // at t = expected duration the bar shows about 85 %
   var WARM_GUESS_MS = 1500; // expected /predict duration before any was measured
@@ -43,6 +50,7 @@
     release: $("release"),
     model: $("model"),
     coldStart: $("cold-start"),
+    waiting: $("waiting"),
     timings: $("timings"),
     roundTrip: $("round-trip")
   };
@@ -197,7 +205,8 @@
 
   // ---------------------------------------------------------------- status and warm-up
 
-  var warm = { pending: false, done: false, release: "" };
+  var warm = { pending: false, done: false, release: "", sentAt: 0, waiters: [] };
+  var WARMING = "Warming up… (loading the model while you choose an image)";
 
   function setStatus(text, state) {
     el.status.textContent = text;
@@ -212,8 +221,9 @@
 
   function warmup() {
     warm.pending = true;
+    warm.sentAt = performance.now();
     el.retry.hidden = true;
-    setStatus("Warming up… (loading the model while you choose an image)", "busy");
+    setStatus(WARMING, "busy");
     call("/warmup", { method: "POST" }).then(function (answer) {
       var body = answer.body;
       warm.done = true;
@@ -225,14 +235,34 @@
     }, function (err) {
       setStatus(["Not ready:", err.title, err.detail, err.hint].join(" ").trim(), "error");
       el.retry.hidden = false;
-    }).finally(function () { warm.pending = false; });
+    }).finally(function () {
+      warm.pending = false;
+      var waiters = warm.waiters;
+      warm.waiters = [];
+      waiters.forEach(function (release) { release(); });
+    });
+  }
+
+  /** Resolve once this page's warm-up has answered (at once if none is in flight), or when
+   * WARMUP_HOLD_MS have passed since it was sent, whichever comes first. */
+  function warmedUp() {
+    if (!warm.pending) return Promise.resolve();
+    return new Promise(function (resolve) {
+      var left = warm.sentAt + WARMUP_HOLD_MS - performance.now();
+      var timer = setTimeout(release, Math.max(0, left));
+      function release() {
+        clearTimeout(timer);
+        resolve();
+      }
+      warm.waiters.push(release);
+    });
   }
 
   el.retry.addEventListener("click", warmup);
 
   // ---------------------------------------------------------------- progress bar
 
-  var progress = { expectedMs: WARM_GUESS_MS, frame: 0, started: 0, shown: -1 };
+  var progress = { expectedMs: WARM_GUESS_MS, frame: 0, started: 0, shown: -1, waiting: false };
   el.progress.setAttribute("data-expected-ms", String(progress.expectedMs));
 
   function showProgress(percent, state) {
@@ -242,7 +272,8 @@
     if (rounded !== progress.shown) {
       progress.shown = rounded;
       el.progress.setAttribute("aria-valuenow", String(rounded));
-      el.progress.setAttribute("aria-valuetext", state === "busy" ? "Reading… " + rounded + "%" :
+      el.progress.setAttribute("aria-valuetext", state === "busy" ? (progress.waiting
+        ? "Waiting for the model to warm up… " : "Reading… ") + rounded + "%" :
         state === "done" ? "Done" : state === "failed" ? "Failed" : rounded + "%");
     }
     el.progress.setAttribute("data-state", state);
@@ -354,10 +385,11 @@
     el.coldStart.textContent = body.cold_start
       ? "yes: this request loaded the model" : "no: the model was already loaded";
     var t = body.timing_ms || {};
-    var parts = ["total " + formatMs(t.total)];
+    // The steps are parts of the total (a model load included), so they are shown inside it.
+    var parts = [];
     if (t.init) parts.push("model load " + formatMs(t.init));
     parts.push("decode " + formatMs(t.decode), "inference " + formatMs(t.inference));
-    el.timings.textContent = parts.join(", ");
+    el.timings.textContent = "total " + formatMs(t.total) + " (" + parts.join(", ") + ")";
     el.roundTrip.textContent = formatMs(roundTripMs);
     el.result.hidden = false;
     reveal();
@@ -366,6 +398,7 @@
       if (body.release !== warm.release) {
         warm.release = body.release;
         setStatus(releaseLine(body, "Ready: ") + (body.cold_start ? " (cold start)" : ""), "ready");
+        el.retry.hidden = true; // a failed warm-up needs no retry once a prediction was answered
       }
     }
   }
@@ -395,6 +428,21 @@
     return value;
   }
 
+  /** Say (or stop saying) that the image waits for the model to warm up before it is sent. */
+  function showWaiting(on) {
+    var was = progress.waiting;
+    progress.waiting = on;
+    progress.shown = -1; // the bar's spoken text changes with it
+    el.waiting.hidden = !on;
+    if (on) {
+      el.placeholder.hidden = true;
+      setStatus("Waiting for the model to warm up… your image is sent as soon as it is ready.",
+        "busy");
+    } else if (was && warm.pending) {
+      setStatus(WARMING, "busy"); // the hold timed out: the image is sent, the warm-up goes on
+    }
+  }
+
   function predict(blob, sourceNote) {
     if (current.controller) current.controller.abort();
     var seq = ++current.seq;
@@ -404,12 +452,19 @@
     el.result.setAttribute("aria-busy", "true");
     el.result.classList.add("stale");
     setPreview(blob);
+    showWaiting(warm.pending);
     startProgress();
     var type = blob.type || "application/octet-stream";
     var k = topK();
     return bytesOf(blob)
       .then(function (bytes) {
-        return call("/predict?top_k=" + k, { body: bytes, contentType: type }, controller);
+        // Sent during the warm-up, it would not reach the environment being warmed: that one
+        // is busy loading the model, so the platform would cold-start another to answer it.
+        return warmedUp().then(function () {
+          if (seq !== current.seq) throw problem("Cancelled.", "", "", 0, "cancelled");
+          showWaiting(false);
+          return call("/predict?top_k=" + k, { body: bytes, contentType: type }, controller);
+        });
       }, function () {
         throw problem("The file could not be read.",
           "Choose it again, or pick another file.",
@@ -427,6 +482,7 @@
       })
       .finally(function () {
         if (seq !== current.seq) return;
+        showWaiting(false);
         current.controller = null;
         el.result.removeAttribute("aria-busy");
         el.result.classList.remove("stale");

@@ -14,6 +14,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,6 +100,31 @@ def test_first_call_is_cold_and_later_calls_warm(served: Path) -> None:
     assert first["timing_ms"]["init"] > 0
     status, second = call(event("", method="POST", path="/warmup", content_type=None))
     assert status == 200 and second["cold_start"] is False
+
+
+def test_cold_predict_total_is_the_handlers_wall_time_with_the_load_counted_once(
+    served: Path,
+) -> None:
+    """Issue 11: a cold reply said "total 8.15 s, model load 3.98 s" for a 4.38 s round trip."""
+    # Figures are rounded to 0.1 ms, so a total may read up to 0.05 ms over the true time.
+    rounding = 0.05
+    for expect_cold in (True, False):
+        started = time.perf_counter()
+        response = handler.handle(event(hand_drawn(3), content_type="image/png"), None)
+        round_trip_ms = (time.perf_counter() - started) * 1000
+        assert response["statusCode"] == 200, response["body"]
+        body = json.loads(response["body"])
+        timing = body["timing_ms"]
+        assert body["cold_start"] is expect_cold
+        assert timing["total"] <= round_trip_ms + rounding, (timing, round_trip_ms)
+        assert timing["total"] >= timing["init"] + timing["decode"] + timing["inference"] - (
+            3 * rounding
+        ), timing
+        if expect_cold:
+            steps = timing["stamp_check"] + timing["imports"] + timing["model_load"]
+            assert 0 < steps <= timing["init"] + 3 * rounding, timing
+        else:
+            assert timing["init"] == 0 and "model_load" not in timing, timing
 
 
 def test_multipart_and_json_bodies_and_top_k(served: Path) -> None:

@@ -10,6 +10,7 @@ import base64
 import mimetypes
 import os
 import re
+import sys
 import threading
 import time
 import uuid
@@ -38,6 +39,9 @@ CHROMIUM_ARGS = [
 ]
 RELEASE_ID = "20261201T090000Z-0b1d9e7"
 API_ROUTES = frozenset({("POST", "/predict"), ("POST", "/warmup"), ("GET", "/health")})
+# A request held by a test that forgot to release it is let through after this long, so a
+# server thread never waits forever.
+HOLD_LIMIT_S = 120.0
 SKIP_REASON = (
     f"no Chromium at {CHROMIUM}: the browser tests need Debian's chromium "
     "(apt-get install chromium), or WEB_TEST_CHROMIUM=/path/to/chromium"
@@ -84,13 +88,83 @@ def gateway_event(
 
 
 @dataclass
+class Call:
+    """One request the server got, with its times on the server's monotonic clock."""
+
+    method: str
+    path: str
+    arrived: float
+    # When the server began to send the answer: taken before the first byte goes out, so
+    # anything the page does in reaction to the answer reaches the server after it.
+    answered: float | None = None
+
+
+@dataclass
 class LocalApi:
-    """The running in-process server: page and API on one origin, CORS for `cors_origins`."""
+    """The running in-process server: page and API on one origin, CORS for `cors_origins`.
+
+    `calls` records every request's arrival and answer times; `hold` keeps a route's
+    answers back until the test releases them, so a test can act while a request is
+    in flight without racing it.
+    """
 
     base_url: str
     port: int
     cors_origins: set[str] = field(default_factory=set)
     seen: list[tuple[str, str]] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    held: dict[tuple[str, str], threading.Event] = field(default_factory=dict)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def hold(self, method: str, path: str) -> threading.Event:
+        """Keep answers to `method path` back (before the handler runs) until the event is set."""
+        gate = threading.Event()
+        with self.changed:
+            self.held[(method, path)] = gate
+        return gate
+
+    def release(self, method: str, path: str) -> None:
+        """Let held and later requests to `method path` through."""
+        with self.changed:
+            gate = self.held.pop((method, path), None)
+        if gate is not None:
+            gate.set()
+
+    def calls_to(self, method: str, path: str, since: int = 0) -> list[Call]:
+        """The calls to `method path` among `calls[since:]`, in order of arrival."""
+        with self.changed:
+            return [c for c in self.calls[since:] if (c.method, c.path) == (method, path)]
+
+    def wait_for(
+        self, method: str, path: str, since: int = 0, answered: bool = False, timeout: float = 30
+    ) -> Call:
+        """The first call to `method path` in `calls[since:]`, once it arrived (or was answered)."""
+
+        def found() -> Call | None:
+            for c in self.calls[since:]:
+                if (c.method, c.path) == (method, path) and (not answered or c.answered):
+                    return c
+            return None
+
+        with self.changed:
+            if not self.changed.wait_for(lambda: found() is not None, timeout):
+                state = "answered" if answered else "arrived"
+                raise TimeoutError(f"no {method} {path} {state} within {timeout} s")
+            call = found()
+            assert call is not None
+            return call
+
+    def _arrived(self, method: str, path: str) -> tuple[Call, threading.Event | None]:
+        with self.changed:
+            call = Call(method, path, arrived=time.monotonic())
+            self.calls.append(call)
+            self.changed.notify_all()
+            return call, self.held.get((method, path))
+
+    def _answering(self, call: Call) -> None:
+        with self.changed:
+            call.answered = time.monotonic()
+            self.changed.notify_all()
 
 
 class _Server(ThreadingHTTPServer):
@@ -101,10 +175,16 @@ class _Server(ThreadingHTTPServer):
         self.api = api
         self.state = LocalApi(base_url="", port=self.server_address[1])
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the page gave up on this request (an aborted fetch): nothing to report
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    _call: Call
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -115,6 +195,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         origin = self.headers.get("origin")
         self.server.state.seen.append((self.command, parts.path))
+        self._call, gate = self.server.state._arrived(self.command, parts.path)
+        if gate is not None:
+            # Outside the handler, whose lock stands for the one execution environment: a
+            # held warm-up must not keep other requests from being served meanwhile.
+            gate.wait(HOLD_LIMIT_S)
         if self.command == "OPTIONS":
             self._preflight(origin)
             return
@@ -160,6 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, headers: dict[str, str], body: bytes, origin: str | None) -> None:
         if origin and origin in self.server.state.cors_origins:
             headers = {**headers, "access-control-allow-origin": origin}
+        self.server.state._answering(self._call)
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
