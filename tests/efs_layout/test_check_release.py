@@ -262,12 +262,14 @@ def test_fast_path_on_10000_files_is_fast(
     (release_dir / ".verified").write_text(verify_module.sha256_bytes(stamp_bytes) + "\n")
 
     _forbid_hashing(monkeypatch)
-    start = time.perf_counter()
+    # CPU seconds of this process, not wall time: on a loaded machine the wall clock also
+    # counts the time other processes had the cores (1.5 s for 0.2 s of work at load 12).
+    start = time.process_time()
     verdict = check_release(root, "big", interpreter=interpreter)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert verdict.ok, verdict.message
     assert verdict.stamp is not None and len(verdict.stamp.manifest) == 10_001
-    assert elapsed < 5.0, f"fast path took {elapsed:.2f}s for 10,001 files"
+    assert elapsed < 5.0, f"fast path took {elapsed:.2f} CPU s for 10,001 files"
 
 
 def test_stamp_python_info_in_fields_reaches_verdict(

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lambda_src.inference import http
@@ -150,6 +150,9 @@ def test_error_response_shape() -> None:
     }
 
 
+# No per-example deadline (Hypothesis' default is 200 ms): a busy 2-core machine must not
+# turn slowness into failures.
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.one_of(st.none(), st.binary(max_size=256), st.text(max_size=256)),
     ctype=st.one_of(st.none(), st.sampled_from(sorted(http.IMAGE_TYPES)), st.text(max_size=40)),

@@ -69,7 +69,10 @@ def test_a_short_load_run_against_the_endpoint_keeps_its_invariants(
     assert 1 <= environments["used"] <= reserved, environments
     assert environments["peak"] <= reserved
     memory = report["memory"]
-    assert memory["samples"] >= 10
+    # One sample every 0.2 s would be 25, but each is a request to the busy endpoint, so how
+    # many fit in 5 s is up to the scheduler. The judgement needs both ends of the run
+    # (growth_mb below) and the periodic sampling at least once in between.
+    assert memory["samples"] >= 3, memory
     assert memory["growth_mb"] is not None and memory["growth_mb"] < MAX_GROWTH_MB, memory
     assert 0 < memory["max_rss_mb"] < 2048  # the function's memory size
 
