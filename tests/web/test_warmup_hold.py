@@ -94,8 +94,11 @@ def test_a_held_prediction_is_sent_anyway_when_the_warm_up_does_not_answer_in_ti
     page.clock.install()
     page.goto(local_api.base_url + "/")
     local_api.wait_for("POST", "/warmup", since=since)  # in flight, and never answered here
-    # From now on the page's timers move only when the test moves its clock.
-    page.clock.pause_at((page.evaluate("Date.now()") + 1) / 1000)
+    # From now on the page's timers move only when the test moves its clock. The installed
+    # clock runs in real time until paused, so pausing "1 ms from now" could already be in
+    # the past on a busy machine; 1 s ahead is always ahead and fires no page timer (the
+    # hold is 35 s).
+    page.clock.pause_at((page.evaluate("Date.now()") + 1_000) / 1000)
     page.set_input_files("#file", digit_file(tmp_path, 7))
     expect_waiting(page)
     # Well inside the budget, the image still waits: the page never sends a second request.
