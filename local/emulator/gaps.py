@@ -291,6 +291,19 @@ def _apigatewayv2_update_stage() -> Undo:
     return _patch(ApiGatewayV2Response, "update_stage", update_stage)
 
 
+# --- S3 --------------------------------------------------------------------
+
+
+def _s3_delete_marker_dispose() -> Undo:
+    from moto.s3.models import FakeDeleteMarker
+
+    def dispose(self: FakeDeleteMarker, garbage: bool = False) -> None:
+        # A delete marker holds no data buffer; nothing to release.
+        return None
+
+    return _patch(FakeDeleteMarker, "dispose", dispose)
+
+
 GAPS: tuple[Gap, ...] = (
     Gap(
         "efs_delete_file_system_policy",
@@ -331,6 +344,12 @@ GAPS: tuple[Gap, ...] = (
         "cloudfront_default_certificate",
         "the default certificate comes back with SSLSupportMethod sni-only: a perpetual diff",
         _cloudfront_default_certificate,
+    ),
+    Gap(
+        "s3_delete_marker_dispose",
+        "deleting a key with a delete marker once versioning is suspended answers 500: "
+        "terraform destroy of a used artifacts bucket retries for ever",
+        _s3_delete_marker_dispose,
     ),
     Gap(
         "apigatewayv2_update_stage",

@@ -218,6 +218,20 @@ def apigatewayv2_update_stage() -> None:
     assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (5.0, 7)
 
 
+def s3_delete_marker_dispose() -> None:
+    # What `terraform destroy` does to the artifacts bucket after deploys: versioning goes
+    # first (suspended), then force_destroy deletes every key, the deploy lock's included,
+    # whose versions end in a delete marker.
+    s3 = _client("s3")
+    s3.create_bucket(Bucket="gap-bucket")
+    s3.put_bucket_versioning(Bucket="gap-bucket", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket="gap-bucket", Key="deploy.lock", Body=b"held")
+    s3.delete_object(Bucket="gap-bucket", Key="deploy.lock")
+    s3.put_bucket_versioning(Bucket="gap-bucket", VersioningConfiguration={"Status": "Suspended"})
+    s3.delete_object(Bucket="gap-bucket", Key="deploy.lock")
+    assert "Contents" not in s3.list_objects_v2(Bucket="gap-bucket")
+
+
 EXERCISES: dict[str, Callable[[], None]] = {
     "efs_delete_file_system_policy": efs_delete_file_system_policy,
     "efs_put_backup_policy": efs_put_backup_policy,
@@ -228,6 +242,7 @@ EXERCISES: dict[str, Callable[[], None]] = {
     "cloudfront_origin_access_control": cloudfront_origin_access_control,
     "cloudfront_default_certificate": cloudfront_default_certificate,
     "apigatewayv2_update_stage": apigatewayv2_update_stage,
+    "s3_delete_marker_dispose": s3_delete_marker_dispose,
 }
 
 
@@ -243,7 +258,10 @@ def test_gap_filled(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXERCISES))
 def test_gap_open_without_the_fill(name: str) -> None:
-    with mock_aws(), pytest.raises((AssertionError, ClientError, NotImplementedError, KeyError)):
+    # An exception inside moto's backend reaches an in-process caller as itself (the
+    # server answers 500 for it).
+    expected = (AssertionError, ClientError, NotImplementedError, KeyError, AttributeError)
+    with mock_aws(), pytest.raises(expected):
         EXERCISES[name]()
 
 
