@@ -81,8 +81,6 @@ def stamp_fields(
         python=PythonInfo(**lib_report["python"]),
         platform=PlatformInfo(**lib_report["platform"]),
         packages=Packages(
-            torch=str(packages["torch"]),
-            torchvision=str(packages["torchvision"]),
             joblib=str(packages["joblib"]),
             pillow=str(packages["pillow"]),
             numpy=str(packages["numpy"]),

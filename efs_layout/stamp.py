@@ -39,7 +39,9 @@ PYTHON_VERSION_PATTERN = r"^[0-9]+\.[0-9]+$"
 PLATFORM_OS = "linux"
 MACHINES = ("x86_64", "aarch64")
 MANYLINUX_PATTERN = r"^manylinux[0-9a-z_]+$"
-REQUIRED_PACKAGES = ("torch", "torchvision", "joblib", "pillow", "numpy")
+# The runtime itself imports these three for every model; everything else lib/ holds (torch,
+# onnxruntime, scikit-learn, their dependencies) is recorded too, by canonical name.
+REQUIRED_PACKAGES = ("joblib", "pillow", "numpy")
 PACKAGE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 VERSION_MAX_LENGTH = 128
 MODEL_FORMAT = "joblib"
@@ -115,20 +117,26 @@ class PlatformInfo:
 
 @dataclass(frozen=True)
 class Packages:
-    """Versions of the packages in lib/."""
+    """Versions of the distributions in lib/: the three every release needs, then the rest.
 
-    torch: str
-    torchvision: str
+    ``extra`` holds every other distribution lib/ installs (torch, onnxruntime, their
+    dependencies), so the stamp records exactly what lib/ holds and nothing it lacks.
+    """
+
     joblib: str
     pillow: str
     numpy: str
     extra: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def as_dict(self) -> dict[str, str]:
-        """All versions, the five required ones and the extra ones, by package name."""
+        """All versions, the required ones and the extra ones, by package name."""
         out = {name: str(getattr(self, name)) for name in REQUIRED_PACKAGES}
         out.update(self.extra)
         return out
+
+    def get(self, name: str) -> str | None:
+        """The version of ``name`` in lib/, or None when lib/ does not hold it."""
+        return self.as_dict().get(name)
 
 
 @dataclass(frozen=True)

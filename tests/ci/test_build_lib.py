@@ -107,7 +107,9 @@ def test_build_records_versions_for_the_stamp(built: Built) -> None:
     assert report.lib == built.out.absolute()
     assert report.packages.joblib == "1.6.0"
     assert report.packages.pillow == "13.0.0"
-    assert report.packages.torch == report.packages.numpy == bl.NOT_INSTALLED
+    assert report.packages.numpy == bl.NOT_INSTALLED
+    assert report.packages.get("torch") is None  # not in the set, so not in the stamp
+    assert report.installer == "uv"
     assert report.packages.extra["stripme"] == "1.0"  # canonical name of "StripMe"
     assert report.python == stamp.PythonInfo(abi_tag="cp311", version="3.11")
     assert report.platform.os == "linux"
@@ -119,7 +121,7 @@ def test_build_records_versions_for_the_stamp(built: Built) -> None:
     assert report.requirements_sha256 == expected_sha
     assert report.compiled and report.import_checked and report.warnings == ()
     assert report.stripped_bytes > 0
-    assert set(report.step_seconds) == {"pip", "strip", "compile", "import_check"}
+    assert set(report.step_seconds) == {"install", "strip", "compile", "import_check"}
     files = [p for p in built.out.rglob("*") if p.is_file()]
     assert report.files == len(files)
     assert report.bytes == sum(p.stat().st_size for p in files)
@@ -258,7 +260,7 @@ def test_missing_required_packages_fail_and_leave_nothing(tmp_path: Path) -> Non
         bl.build_lib(requirements, out)
     assert caught.value.kind is bl.BuildLibErrorKind.MISSING_PACKAGES
     message = str(caught.value)
-    assert "torch" in message and "--allow-missing" in message and "joblib" in message
+    assert "pillow, numpy" in message and "--allow-missing" in message and "joblib" in message
     assert not out.exists() and not out.with_name("lib.json").exists()
     assert _leftovers(out) == []
 
@@ -341,9 +343,10 @@ def test_platform_tags_for_both_architectures() -> None:
 
 
 def test_markers_are_evaluated_for_the_target_not_the_build_host() -> None:
-    lambda_txt = REPO_ROOT / "requirements" / "lambda.txt"
-    arm = bl.resolve_requirements(lambda_txt, bl.target_environment("3.11", "aarch64"))
-    intel = bl.resolve_requirements(lambda_txt, bl.target_environment("3.11", "x86_64"))
+    # dev.txt carries the machine markers (lambda.txt is one CPU build for both machines).
+    dev_txt = REPO_ROOT / "requirements" / "dev.txt"
+    arm = bl.resolve_requirements(dev_txt, bl.target_environment("3.11", "aarch64"))
+    intel = bl.resolve_requirements(dev_txt, bl.target_environment("3.11", "x86_64"))
     active = [[ln for ln in text.splitlines() if not ln.startswith("#")] for text in (arm, intel)]
     assert "torch==2.9.1" in active[0] and "torchvision==0.24.1" in active[0]
     assert "torch==2.14.1" in active[1] and "torchvision==0.29.1" in active[1]
@@ -452,3 +455,93 @@ def test_index_settings_reach_pip_and_the_cache_key() -> None:
 
     assert key(None) == key(None)
     assert len({key(None), key("https://i"), key(None, "aarch64")}) == 3
+
+
+# --- installers ------------------------------------------------------------------------------
+
+
+def _tree_hashes(lib: Path) -> dict[str, str]:
+    return {
+        p.relative_to(lib).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in lib.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_uv_and_pip_build_the_same_tree(built: Built, tmp_path: Path) -> None:
+    # The built fixture used uv (the default); pip from the same file must give the very
+    # same files, byte for byte, or the choice of installer would change the release.
+    assert built.report.installer == "uv"
+    out = tmp_path / "lib"
+    with_pip = bl.build_lib(built.requirements, out, allow_missing=True, installer="pip")
+    assert with_pip.installer == "pip"
+    assert with_pip.cache_key != built.report.cache_key
+    assert _tree_hashes(out) == _tree_hashes(built.out)
+    # The installers' own records are stripped; they are what differed.
+    names = {Path(f).name for f in _files(out)}
+    assert not names & {"INSTALLER", "REQUESTED", "RECORD", "direct_url.json", "uv_cache.json"}
+    assert not (out / ".lock").exists()
+
+
+def test_a_no_deps_line_installs_the_file_alone(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    # joblib 1.6 imports cloudpickle: a "complete" set that forgets it fails the import check.
+    requirements.write_text("--no-deps\njoblib==1.6.0\npillow==13.0.0\nnumpy==2.4.6\n")
+    with pytest.raises(bl.BuildLibError) as caught:
+        bl.build_lib(requirements, tmp_path / "lib")
+    assert caught.value.kind is bl.BuildLibErrorKind.IMPORT_CHECK_FAILED
+    assert "cloudpickle" in str(caught.value)
+    requirements.write_text(requirements.read_text() + "cloudpickle==3.1.3\n")
+    report = bl.build_lib(requirements, tmp_path / "lib")
+    assert report.packages.as_dict() == {
+        "joblib": "1.6.0",
+        "pillow": "13.0.0",
+        "numpy": "2.4.6",
+        "cloudpickle": "3.1.3",
+    }
+    assert bl.split_no_deps("--no-deps\njoblib==1.6.0\n") == ("joblib==1.6.0\n", True)
+    assert bl.split_no_deps("joblib==1.6.0\n") == ("joblib==1.6.0\n", False)
+
+
+def test_the_torch_set_is_cpu_only_and_complete_without_its_declared_dependencies() -> None:
+    lambda_txt = REPO_ROOT / "requirements" / "lambda.txt"
+    resolved = bl.resolve_requirements(lambda_txt, bl.target_environment("3.12", "x86_64"))
+    text, no_deps = bl.split_no_deps(resolved)
+    pins = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert no_deps
+    assert "torch==2.13.0+cpu" in pins
+    assert not [p for p in pins if p.startswith(("torchvision", "nvidia", "triton", "sympy"))]
+
+
+def test_uv_is_chosen_where_it_can_name_the_target() -> None:
+    assert bl.choose_installer("auto", (2, 28), "/bin/uv") == (bl.Installer.UV, None)
+    assert bl.choose_installer("uv", (2, 17), "/bin/uv") == (bl.Installer.UV, None)
+    installer, why = bl.choose_installer("auto", (2, 26), "/bin/uv")
+    assert installer is bl.Installer.PIP and why is not None and "2.26" in why
+    installer, why = bl.choose_installer("auto", (2, 28), None)
+    assert installer is bl.Installer.PIP and why is not None and "not installed" in why
+    assert bl.choose_installer("pip", (2, 28), "/bin/uv")[0] is bl.Installer.PIP
+    with pytest.raises(bl.BuildLibError) as caught:
+        bl.choose_installer("uv", (2, 26), "/bin/uv")
+    assert caught.value.kind is bl.BuildLibErrorKind.BAD_INPUT
+
+
+def test_uv_gets_the_target_and_pips_index_settings() -> None:
+    from ci.pip_config import IndexSettings
+
+    settings = IndexSettings(
+        extra_index_urls=("file:///mirror/simple",), find_links=("/wheels",)
+    ).overridden(None, ["https://download.pytorch.org/whl/cpu"])
+    python = stamp.PythonInfo(abi_tag="cp312", version="3.12")
+    cmd = bl.uv_command(
+        "/bin/uv", Path("/s"), Path("/r.txt"), python, "aarch64", (2, 28), settings, no_deps=True
+    )
+    joined = " ".join(cmd)
+    assert cmd[:3] == ["/bin/uv", "pip", "install"] and cmd[-2:] == ["-r", "/r.txt"]
+    assert "--target /s" in joined and "--python-platform aarch64-manylinux_2_28" in joined
+    assert "--python-version 3.12 --only-binary :all: --link-mode copy" in joined
+    assert "--index-strategy unsafe-best-match" in joined
+    # An explicit extra index replaces the configured ones, as it does for pip.
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in joined
+    assert "file:///mirror/simple" not in joined
+    assert "--find-links /wheels" in joined and "--no-deps" in cmd

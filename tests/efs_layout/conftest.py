@@ -56,12 +56,10 @@ def make_fields(
         python=PythonInfo(abi_tag=abi_tag, version=f"3.{abi_tag[3:]}"),
         platform=PlatformInfo(machine=machine, manylinux=f"manylinux_2_28_{machine}"),
         packages=Packages(
-            torch="2.3.1+cpu",
-            torchvision="0.18.1+cpu",
             joblib="1.4.2",
             pillow="10.3.0",
             numpy="1.26.4",
-            extra={"scikit-learn": "1.5.0"},
+            extra={"torch": "2.3.1+cpu", "scikit-learn": "1.5.0"},
         ),
         model=ModelInfo(
             framework="torch",

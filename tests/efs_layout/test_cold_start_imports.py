@@ -46,7 +46,7 @@ def test_check_release_imports_no_third_party_module(
         git_commit="abcdef0",
         python=PythonInfo(abi_tag=here.abi_tag, version=here.version),
         platform=PlatformInfo(machine=here.machine, manylinux=f"manylinux_2_28_{here.machine}"),
-        packages=Packages(torch="2", torchvision="0", joblib="1", pillow="10", numpy="1"),
+        packages=Packages(joblib="1", pillow="10", numpy="1", extra={"torch": "2"}),
         model=ModelInfo(framework="torch", name="m", file="model/model.joblib"),
     )
     # The release's lib/ holds torch, numpy and PIL packages that raise when imported.

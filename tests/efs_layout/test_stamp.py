@@ -43,7 +43,6 @@ def good_stamp() -> dict[str, Any]:
         "platform": {"os": "linux", "machine": "x86_64", "manylinux": "manylinux_2_28_x86_64"},
         "packages": {
             "torch": "2.3.1+cpu",
-            "torchvision": "0.18.1+cpu",
             "joblib": "1.4.2",
             "pillow": "10.3.0",
             "numpy": "1.26.4",
@@ -123,7 +122,7 @@ BAD_STAMPS: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = [
     ("machine arm64", lambda d: _set(d, ("platform", "machine"), "arm64")),
     ("os darwin", lambda d: _set(d, ("platform", "os"), "darwin")),
     ("manylinux", lambda d: _set(d, ("platform", "manylinux"), "macosx_11_0")),
-    ("missing torch", lambda d: _delete(d, ("packages", "torch"))),
+    ("missing joblib", lambda d: _delete(d, ("packages", "joblib"))),
     ("empty version", lambda d: _set(d, ("packages", "numpy"), "")),
     ("version not string", lambda d: _set(d, ("packages", "numpy"), 1.26)),
     ("bad package name", lambda d: _set(d, ("packages", "-x"), "1")),
@@ -213,10 +212,22 @@ def test_bad_stamp_is_rejected_by_both(
     assert isinstance(parse_stamp(doc), StampError), case
 
 
+def test_a_lib_without_torch_is_recorded_as_it_is() -> None:
+    # An ONNX Runtime lib/ holds no torch: the stamp lists what lib/ holds, no placeholders.
+    doc = good_stamp()
+    del doc["packages"]["torch"]
+    doc["packages"]["onnxruntime"] = "1.32.0"
+    parsed = parse_stamp(doc)
+    assert isinstance(parsed, Stamp)
+    assert parsed.packages.get("torch") is None
+    assert parsed.packages.get("onnxruntime") == "1.32.0"
+    assert jsonschema_errors(doc) == []
+
+
 def test_parse_and_to_json_round_trip() -> None:
     parsed = parse_stamp(json.dumps(good_stamp()).encode())
     assert isinstance(parsed, Stamp)
-    assert parsed.packages.extra == {"scikit-learn": "1.5.0"}
+    assert parsed.packages.extra == {"torch": "2.3.1+cpu", "scikit-learn": "1.5.0"}
     assert parsed.model.metadata["labels"] == ["cat", "dog"]
     again = parse_stamp(parsed.to_json())
     assert again == parsed

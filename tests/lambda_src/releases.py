@@ -57,18 +57,16 @@ def fields(
     import numpy
     import PIL
     import torch
-    import torchvision
 
     return StampFields(
         git_commit="0123456789abcdef0123456789abcdef01234567",
         python=PythonInfo(abi_tag=here.abi_tag, version=here.version),
         platform=PlatformInfo(machine=here.machine, manylinux=f"manylinux_2_28_{here.machine}"),
         packages=Packages(
-            torch=torch.__version__,
-            torchvision=torchvision.__version__,
             joblib=joblib.__version__,
             pillow=PIL.__version__,
             numpy=numpy.__version__,
+            extra={"torch": torch.__version__},
         ),
         model=ModelInfo(
             framework=framework, name=name, file=MODEL_FILE, metadata=dict(metadata or {})
