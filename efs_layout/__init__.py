@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from efs_layout.bundle import BundleInfo, make_bundle, unpack_bundle
+    from efs_layout.bundle import BundleInfo, make_bundle, unpack_bundle, unpack_bundle_stream
     from efs_layout.errors import (
         BundleChecksumMismatch,
         BundleError,
@@ -72,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     "BundleInfo": "efs_layout.bundle",
     "make_bundle": "efs_layout.bundle",
     "unpack_bundle": "efs_layout.bundle",
+    "unpack_bundle_stream": "efs_layout.bundle",
     "BundleChecksumMismatch": "efs_layout.errors",
     "BundleError": "efs_layout.errors",
     "BundleManifestMismatch": "efs_layout.errors",
@@ -186,4 +187,5 @@ __all__ = [
     "store_has",
     "store_path",
     "unpack_bundle",
+    "unpack_bundle_stream",
 ]

@@ -5,6 +5,12 @@ Format: a tar, gzip-compressed unless the name ends in ``.tar``, whose first fil
 files. make_bundle() writes it deterministically (sorted paths, mtime 0, uid/gid 0, mode
 0644, gzip header without name or time), so the same release gives the same bytes.
 
+The gzip is a series of gzip members, one per 16 MiB of tar, compressed at level 1 on
+every core at once (gzip readers, Python's among them, read concatenated members as one
+stream). Measured on this 2-core machine on a torch lib/: level 6 in one thread
+compressed 18 MB/s for a ratio of 0.32, level 1 57 MB/s per core for 0.36; packaging
+is the step every release waits for, and 4 % more bytes cost less than 3 x the time.
+
 A DELTA bundle (``make_bundle(..., omit_sha256=...)``) leaves out the files whose content
 the EFS store already holds, typically all of lib/ when only the model changed; its
 STAMP.json still lists the full manifest. unpack_bundle() satisfies manifest entries that
@@ -18,6 +24,7 @@ hash, from where it is hard-linked into the staged release.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -25,11 +32,12 @@ import os
 import secrets
 import stat
 import tarfile
+import time
 import zlib
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 from efs_layout.errors import (
     BundleChecksumMismatch,
@@ -39,12 +47,18 @@ from efs_layout.errors import (
     StampInvalid,
     UnsafeBundleMember,
 )
-from efs_layout.layout import STAMP_FILE, PathLike, ensure_tree, store_path, validate_release_id
+from efs_layout.layout import STAMP_FILE, PathLike, ensure_tree, validate_release_id
 from efs_layout.lock import DEFAULT_TIMEOUT, release_lock
 from efs_layout.release import ReleaseResult, Staging, existing_release, publish, staging
 from efs_layout.stamp import ManifestEntry, Stamp, StampError, parse_stamp
-from efs_layout.store import ingest_stream, link_from_store, store_has
-from efs_layout.verify import MAX_STAMP_BYTES, sha256_file
+from efs_layout.store import (
+    commit_parts,
+    link_from_store,
+    store_has,
+    store_has_entry,
+    write_part,
+)
+from efs_layout.verify import CHUNK_SIZE, MAX_STAMP_BYTES
 
 # What a corrupt or truncated tar/gzip stream raises while it is read.
 _STREAM_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -86,6 +100,88 @@ class _HashingReader(io.RawIOBase):
         return self._digest.hexdigest()
 
 
+class _HashingWriter(io.RawIOBase):
+    """Passes writes through to a file while hashing them: the bundle's sha256 comes free."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+        self._digest = hashlib.sha256()
+        self._written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._digest.update(view)
+        self._inner.write(view)
+        self._written += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        # tarfile asks where it starts; the file was opened empty.
+        return self._written
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+class _ParallelGzipWriter(io.RawIOBase):
+    """Gzip in blocks compressed on a thread pool (zlib lets go of the GIL), written in order.
+
+    Each block is a complete gzip member with mtime 0, so the output is deterministic and
+    any gzip reader reads the members back as one stream. At most two blocks per worker
+    are in memory at once.
+    """
+
+    BLOCK = 16 * 1024 * 1024
+
+    def __init__(self, sink: IO[bytes], level: int) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self._sink = sink
+        self._level = level
+        self._buffer = bytearray()
+        self._workers = max(1, os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(max_workers=self._workers)
+        self._pending: list[Future[bytes]] = []
+        self._written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._buffer += view
+        self._written += len(view)
+        while len(self._buffer) >= self.BLOCK:
+            self._submit(bytes(self._buffer[: self.BLOCK]))
+            del self._buffer[: self.BLOCK]
+        return len(view)
+
+    def tell(self) -> int:
+        return self._written
+
+    def _submit(self, block: bytes) -> None:
+        self._pending.append(self._pool.submit(gzip.compress, block, self._level, mtime=0))
+        while len(self._pending) > 2 * self._workers:
+            self._sink.write(self._pending.pop(0).result())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._buffer or not self._pending:
+                self._submit(bytes(self._buffer))
+                self._buffer.clear()
+            for future in self._pending:
+                self._sink.write(future.result())
+            self._pending.clear()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            super().close()
+
+
 class _GuardedReader(io.RawIOBase):
     """Turns decompression errors met while reading a member into BundleError."""
 
@@ -118,7 +214,7 @@ def make_bundle(
     stamp: Stamp,
     out_path: PathLike,
     *,
-    compresslevel: int = 6,
+    compresslevel: int = 1,
     omit_sha256: Collection[str] = (),
 ) -> BundleInfo:
     """Write the bundle of ``stamp`` with the files of ``source_dir`` to ``out_path``.
@@ -145,16 +241,12 @@ def make_bundle(
     stamp_bytes = stamp.to_bytes()
     try:
         with open(temp, "wb") as raw:
-            gz = (
-                None
-                if out.name.endswith(".tar")
-                else gzip.GzipFile(
-                    filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel
-                )
-            )
+            hashing = _HashingWriter(raw)
+            sink = cast(IO[bytes], hashing)
+            gz = None if out.name.endswith(".tar") else _ParallelGzipWriter(sink, compresslevel)
             try:
                 with tarfile.open(
-                    fileobj=gz if gz is not None else raw, mode="w", format=tarfile.PAX_FORMAT
+                    fileobj=gz if gz is not None else sink, mode="w", format=tarfile.PAX_FORMAT
                 ) as tar:
                     tar.addfile(_tar_info(STAMP_FILE, len(stamp_bytes)), io.BytesIO(stamp_bytes))
                     for entry in sorted(stamp.manifest):
@@ -173,7 +265,7 @@ def make_bundle(
         raise
     return BundleInfo(
         path=out,
-        sha256=sha256_file(out),
+        sha256=hashing.hexdigest(),
         size=out.stat().st_size,
         files=len(stamp.manifest) - len(omitted),
         files_omitted=len(omitted),
@@ -239,10 +331,14 @@ def _members(tar: tarfile.TarFile) -> Iterator[tuple[str, tarfile.TarInfo]]:
         yield name, member
 
 
-def _open_stream(raw: IO[bytes]) -> tarfile.TarFile:
-    # Stream mode ("r|*"): one forward pass, gzip or plain detected from the data.
+def _open_stream(raw: io.BufferedReader) -> tarfile.TarFile:
+    # Stream mode ("r|"): one forward pass. tarfile's own "r|gz" stops after the first gzip
+    # member, so gzip (detected by its magic bytes) is read by GzipFile, which reads all.
     try:
-        return tarfile.open(fileobj=raw, mode="r|*")
+        fileobj: IO[bytes] = raw
+        if raw.peek(2)[:2] == b"\x1f\x8b":
+            fileobj = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+        return tarfile.open(fileobj=fileobj, mode="r|")
     except _STREAM_ERRORS as exc:
         raise BundleError(f"bundle is not a readable tar: {exc}") from exc
 
@@ -256,6 +352,33 @@ def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int) -> b
     return _GuardedReader(reader).read(member.size)
 
 
+class _HashingStream(io.RawIOBase):
+    """The bundle as it arrives, hashed and counted on the way through."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+        self._digest = hashlib.sha256()
+        self.bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self._digest.update(data)
+        self.bytes += n
+        return n
+
+    def drain(self) -> str:
+        """Read to the end (the tar's padding, gzip's trailer) and return the sha256."""
+        while data := self._inner.read(CHUNK_SIZE):
+            self._digest.update(data)
+            self.bytes += len(data)
+        return self._digest.hexdigest()
+
+
 def unpack_bundle(
     root: PathLike,
     bundle_path: PathLike,
@@ -264,33 +387,80 @@ def unpack_bundle(
     expected_release_id: str | None = None,
     lock_timeout: float = DEFAULT_TIMEOUT,
 ) -> ReleaseResult:
-    """Publish the release in a bundle as ``releases/<id>``, atomically and idempotently.
+    """unpack_bundle_stream() of the bundle file at ``bundle_path``."""
+    with open(bundle_path, "rb") as raw:
+        return unpack_bundle_stream(
+            root,
+            raw,
+            expected_sha256,
+            expected_release_id=expected_release_id,
+            lock_timeout=lock_timeout,
+        )
 
-    The bundle's sha256 must equal ``expected_sha256`` (BundleChecksumMismatch). Members
-    are checked one by one (UnsafeBundleMember, BundleManifestMismatch, BundleError) and
-    their content is stored by hash. Manifest files the tar does not carry (a delta
-    bundle) are linked from the store if it holds them, checked under the lock so the
-    garbage collector cannot remove them in between; if it does not, the bundle is
-    refused (BundleManifestMismatch naming the first such path). The staged release gets
-    the full check and is renamed into place only if everything matched. Same id with
-    the same manifest is a no-op (already_present), with another manifest
-    ReleaseConflict. Takes release_lock().
+
+def unpack_bundle_stream(
+    root: PathLike,
+    stream: IO[bytes],
+    expected_sha256: str,
+    *,
+    expected_release_id: str | None = None,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+) -> ReleaseResult:
+    """Publish the release in a bundle read from ``stream`` as ``releases/<id>``, atomically.
+
+    One pass over the bytes as they arrive (the syncer hands in the S3 download itself, so
+    the bundle is never stored and read again): the stream is hashed while members are
+    checked one by one (UnsafeBundleMember, BundleManifestMismatch, BundleError) and their
+    content, hashed against the manifest, is written to part files. Only when the stream
+    has ended and its sha256 equals ``expected_sha256`` are the parts committed to the
+    store (one file-system sync for all of them) and the release linked, stamped and
+    renamed into place; otherwise BundleChecksumMismatch, which also outranks any error a
+    damaged stream caused on the way, and nothing stays behind.
+
+    Manifest files the tar does not carry (a delta bundle) are linked from the store if
+    it holds them, checked under the lock so the garbage collector cannot remove them in
+    between; if it does not, the bundle is refused (BundleManifestMismatch naming the
+    first such path). Same id with the same manifest is a no-op (already_present), with
+    another manifest ReleaseConflict. Takes release_lock().
     """
     expected = expected_sha256.strip().lower()
     if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
         raise BundleChecksumMismatch(f"expected sha256 {expected_sha256!r} is not 64 hex digits")
-    actual = sha256_file(bundle_path)
-    if actual != expected:
-        raise BundleChecksumMismatch(f"bundle sha256 is {actual}, expected {expected}")
     if expected_release_id is not None:
         validate_release_id(expected_release_id)
 
+    hashed = _HashingStream(stream)
+
+    def verified_or() -> BundleChecksumMismatch | None:
+        # A stream damaged in transit breaks the tar or gzip somewhere; say which it was.
+        try:
+            actual = hashed.drain()
+        except OSError:
+            return None
+        if actual != expected:
+            return BundleChecksumMismatch(f"bundle sha256 is {actual}, expected {expected}")
+        return None
+
     ensure_tree(root)
-    with (
-        release_lock(root, timeout=lock_timeout),
-        open(bundle_path, "rb") as raw,
-        _open_stream(raw) as tar,
-    ):
+    with release_lock(root, timeout=lock_timeout):
+        try:
+            return _unpack_locked(root, hashed, expected, expected_release_id)
+        except BundleChecksumMismatch:
+            raise
+        except BundleError as exc:
+            mismatch = verified_or()
+            if mismatch is not None:
+                raise mismatch from exc
+            raise
+
+
+def _unpack_locked(
+    root: PathLike,
+    hashed: _HashingStream,
+    expected: str,
+    expected_release_id: str | None,
+) -> ReleaseResult:
+    with _open_stream(io.BufferedReader(hashed, CHUNK_SIZE)) as tar:
         members = _members(tar)
         first = next(members, None)
         if first is None or first[0] != STAMP_FILE:
@@ -308,15 +478,41 @@ def unpack_bundle(
         if present is not None:
             return present
         with staging(root) as area:
-            written, files_written = _ingest_members(root, tar, members, stamp, area)
-            return publish(
+            clock = _Stopwatch()
+            parts, written = _ingest_members(root, tar, members, stamp, area)
+            actual = hashed.drain()
+            if actual != expected:
+                raise BundleChecksumMismatch(f"bundle sha256 is {actual}, expected {expected}")
+            clock.lap("stream")
+            area.stored.extend(commit_parts(root, parts))
+            clock.lap("commit")
+            for entry in stamp.manifest:
+                link_from_store(root, entry, area.release_dir)
+            clock.lap("link")
+            result = publish(
                 root,
                 area.release_dir,
                 stamp,
                 stamp_bytes,
                 bytes_written=written,
-                files_written=files_written,
+                files_written=len(parts),
+                contents_verified=True,
             )
+            clock.lap("check")
+            return dataclasses.replace(result, timings=clock.laps)
+
+
+class _Stopwatch:
+    """Seconds per named stage, one after the other."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
 
 
 def _ingest_members(
@@ -325,11 +521,16 @@ def _ingest_members(
     members: Iterator[tuple[str, tarfile.TarInfo]],
     stamp: Stamp,
     area: Staging,
-) -> tuple[int, int]:
+) -> tuple[dict[str, Path], int]:
+    """Write every member the store lacks to a verified part file; check the rest is there.
+
+    Returns the part files by sha256 and the bytes they hold. Members whose content the
+    store (or an earlier member) already has are skipped unread, as before.
+    """
     by_path = {entry.path: entry for entry in stamp.manifest}
     seen: set[str] = set()
+    parts: dict[str, Path] = {}
     written = 0
-    files_written = 0
     for name, member in members:
         entry = by_path.get(name)
         if entry is None:
@@ -339,22 +540,21 @@ def _ingest_members(
         seen.add(name)
         if member.size != entry.size:
             raise BundleManifestMismatch(f"{name}: size {member.size}, manifest says {entry.size}")
+        if entry.sha256 in parts or store_has_entry(root, entry):
+            continue
         reader = tar.extractfile(member)
         if reader is None:
             raise BundleError(f"{member.name} has no content")
-        if ingest_stream(
+        parts[entry.sha256] = write_part(
             root, _GuardedReader(reader), entry, area.incoming, BundleManifestMismatch
-        ):
-            area.stored.append(store_path(root, entry.sha256))
-            written += entry.size
-            files_written += 1
-        link_from_store(root, entry, area.release_dir)
-    _link_absent_from_store(root, [by_path[p] for p in sorted(set(by_path) - seen)], area)
-    return written, files_written
+        )
+        written += entry.size
+    _check_absent_in_store(root, [by_path[p] for p in sorted(set(by_path) - seen)])
+    return parts, written
 
 
-def _link_absent_from_store(root: PathLike, absent: list[ManifestEntry], area: Staging) -> None:
-    """Hard-link the manifest files a delta bundle left out from the store, or refuse.
+def _check_absent_in_store(root: PathLike, absent: list[ManifestEntry]) -> None:
+    """Refuse a delta bundle whose left-out files the store does not hold.
 
     Runs under release_lock() (unpack_bundle holds it), which collect_garbage() and
     delete_release() take too: a store file found here cannot be collected before it is
@@ -374,5 +574,3 @@ def _link_absent_from_store(root: PathLike, absent: list[ManifestEntry], area: S
             f"{lacking[0].path} is not in the bundle and not in the store"
             f" ({len(lacking)} manifest file(s) missing)"
         )
-    for entry in absent:
-        link_from_store(root, entry, area.release_dir)

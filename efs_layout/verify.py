@@ -156,11 +156,14 @@ def check_directory(
     *,
     full: bool,
     interpreter: Interpreter | None,
+    structure_only: bool = False,
 ) -> Verdict:
     """check_release() on any directory; ``interpreter=None`` skips the ABI/platform checks.
 
     The writers use it on a staged release, which is built for the Lambda runtime rather
-    than for the machine running the pipeline.
+    than for the machine running the pipeline. ``structure_only`` (for a writer that
+    verified every file's content as it wrote it) checks sizes and that no file outside
+    the manifest is there, and hashes nothing.
     """
     try:
         if not stat.S_ISDIR(os.stat(release_dir).st_mode):
@@ -217,6 +220,13 @@ def check_directory(
     if not full and _marker_matches(release_dir, raw):
         return Verdict(
             True, VerdictCode.OK, f"release {release_id} ok (sizes; hashes trusted)", stamp
+        )
+    if structure_only:
+        problem = _check_no_extra_files(release_dir, stamp.manifest)
+        if problem is not None:
+            return _fail(problem[0], problem[1], stamp)
+        return Verdict(
+            True, VerdictCode.OK, f"release {release_id} ok (sizes; verified on write)", stamp
         )
 
     problem = _check_hashes(prefix, stamp.manifest)

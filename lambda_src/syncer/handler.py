@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from lambda_src.syncer.sync import Outcome, SyncRequest, parse_request, publish, run_local
 
@@ -33,17 +32,13 @@ def handle(event: dict[str, Any], context: object) -> dict[str, Any]:
 
 def _sync(request: SyncRequest) -> Outcome:
     import boto3  # in the Lambda runtime; imported here so list/check need no AWS
-    from botocore.exceptions import BotoCoreError, ClientError
 
-    with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
-        bundle = Path(tmp) / Path(request.key).name
-        try:
-            boto3.client("s3").download_file(request.bucket, request.key, str(bundle))
-        except (BotoCoreError, ClientError) as exc:
-            return Outcome(
-                "refused",
-                "download_failed",
-                f"s3://{request.bucket}/{request.key}: {exc}",
-                {},
-            )
-        return publish(_root(), bundle, request)
+    from lambda_src.syncer.download import S3Stream
+
+    # The bundle is unpacked while it downloads (parallel ranged GETs, in order): it is
+    # never stored in /tmp, and it is read once.
+    stream = S3Stream(boto3.client("s3"), request.bucket, request.key)
+    try:
+        return publish(_root(), cast(IO[bytes], stream), request)
+    finally:
+        stream.close()

@@ -6,9 +6,10 @@ The handler only adds the S3 download; everything about the release is efs_layou
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from efs_layout import (
     BundleChecksumMismatch,
@@ -24,8 +25,9 @@ from efs_layout import (
     delete_release,
     list_releases,
     store_has,
-    unpack_bundle,
+    unpack_bundle_stream,
 )
+from lambda_src.syncer.download import DownloadFailed
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -117,10 +119,24 @@ def parse_request(event: Any) -> Request | Outcome:
     return SyncRequest(bucket, key, sha.lower(), release_id)
 
 
-def publish(root: Path, bundle: Path, request: SyncRequest) -> Outcome:
-    """Unpack a downloaded bundle onto EFS; every failure becomes a refusal, never a raise."""
+def publish(root: Path, bundle: Path | IO[bytes], request: SyncRequest) -> Outcome:
+    """Unpack a bundle (a file, or the S3 download as it streams in) onto EFS.
+
+    Every failure becomes a refusal, never a raise.
+    """
+    started = time.perf_counter()
     try:
-        result = unpack_bundle(root, bundle, request.sha256, expected_release_id=request.release_id)
+        if isinstance(bundle, Path):
+            with bundle.open("rb") as stream:
+                result = unpack_bundle_stream(
+                    root, stream, request.sha256, expected_release_id=request.release_id
+                )
+        else:
+            result = unpack_bundle_stream(
+                root, bundle, request.sha256, expected_release_id=request.release_id
+            )
+    except DownloadFailed as exc:
+        return _refused("download_failed", f"s3://{request.bucket}/{request.key}: {exc}")
     except LockBusy as exc:
         return Outcome("busy", "lock_busy", str(exc), {})
     except BundleChecksumMismatch as exc:
@@ -151,6 +167,10 @@ def publish(root: Path, bundle: Path, request: SyncRequest) -> Outcome:
             "bytes_written_to_store": result.bytes_written_to_store,
             "files_total": result.files_total,
             "files_written_to_store": result.files_written_to_store,
+            "seconds": {
+                **{step: round(s, 3) for step, s in result.timings.items()},
+                "total": round(time.perf_counter() - started, 3),
+            },
         },
     )
 

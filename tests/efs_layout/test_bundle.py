@@ -10,6 +10,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from efs_layout import (
@@ -141,16 +142,36 @@ def test_model_only_bundle_writes_only_the_model(
     )
 
 
-def test_wrong_sha256_is_rejected_before_anything_is_written(
+def test_wrong_sha256_is_rejected_and_leaves_nothing(
     root: Path, tmp_path: Path, fields: StampFields, make_source: SourceFactory
 ) -> None:
+    # The bundle is unpacked as it streams in, so its files were written to parts before
+    # the checksum could be known: none of them may reach the store or a release.
     source = make_source()
     info = make_bundle(source, _stamp(source, fields), tmp_path / "b.tar.gz")
     with pytest.raises(BundleChecksumMismatch):
         unpack_bundle(root, info.path, "0" * 64)
+    _assert_nothing_published(root)
     with pytest.raises(BundleChecksumMismatch):
         unpack_bundle(root, info.path, "not-a-sha")
-    assert not (root / "releases").exists()
+    _assert_nothing_published(root)
+
+
+def test_a_byte_flipped_in_transit_is_a_checksum_mismatch(
+    root: Path, tmp_path: Path, fields: StampFields, make_source: SourceFactory
+) -> None:
+    # Damage breaks the gzip stream long before the end; the syncer must still say it
+    # was the transfer (checksum), not hand back the decompressor's complaint.
+    source = make_source()
+    info = make_bundle(source, _stamp(source, fields), tmp_path / "b.tar.gz")
+    damaged = bytearray(info.path.read_bytes())
+    damaged[len(damaged) // 3] ^= 0x40
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(bytes(damaged))
+    with pytest.raises(BundleChecksumMismatch):
+        unpack_bundle(root, bad, info.sha256)
+    _assert_nothing_published(root)
+    assert unpack_bundle(root, info.path, info.sha256).status is ReleaseStatus.CREATED
 
 
 def test_unexpected_release_id_is_rejected(
@@ -334,3 +355,63 @@ def test_invalid_stamp_in_bundle_is_rejected(
         unpack_bundle(root, bundle, sha)
     _assert_nothing_published(root)
     assert dataclasses.is_dataclass(stamp)
+
+
+def test_the_bundle_is_read_once_and_no_file_is_hashed_twice(
+    root: Path,
+    tmp_path: Path,
+    fields: StampFields,
+    make_source: SourceFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from efs_layout import bundle, verify
+
+    source = make_source()
+    info = make_bundle(source, _stamp(source, fields), tmp_path / "b.tar.gz")
+
+    class Counting(io.RawIOBase):
+        def __init__(self, inner: io.BufferedReader) -> None:
+            self.inner, self.bytes, self.calls = inner, 0, 0
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            data = self.inner.read(size)
+            self.bytes += len(data)
+            return data
+
+    def no_rehash(*_: object) -> object:
+        raise AssertionError("a published file was hashed again after it was written")
+
+    # Each file is hashed while it is written; the release check after that counts sizes.
+    monkeypatch.setattr(verify, "sha256_file", no_rehash)
+    with info.path.open("rb") as raw:
+        counting = Counting(raw)
+        result = bundle.unpack_bundle_stream(root, counting, info.sha256)  # type: ignore[arg-type]
+    assert result.status is ReleaseStatus.CREATED
+    assert counting.bytes == info.size
+    assert set(result.timings) == {"stream", "commit", "link", "check"}
+    # The full check (promote) still hashes every file and agrees.
+    monkeypatch.undo()
+    assert check_release(root, result.release_id, full=True, interpreter=None).ok
+
+
+def test_a_bundle_of_many_gzip_blocks_is_deterministic_and_unpacks(
+    root: Path, tmp_path: Path, fields: StampFields, make_source: SourceFactory
+) -> None:
+    from efs_layout import bundle
+
+    # Over two blocks of tar, so the blocks are compressed in parallel as separate members.
+    rng = np.random.default_rng(7)
+    big = rng.integers(0, 4, size=2 * bundle._ParallelGzipWriter.BLOCK + 12345, dtype=np.uint8)
+    source = make_source(extra={"lib/big/_blob.so": big.tobytes()})
+    stamp = _stamp(source, fields)
+    first = make_bundle(source, stamp, tmp_path / "one.tar.gz")
+    second = make_bundle(source, stamp, tmp_path / "two.tar.gz")
+    assert first.path.read_bytes() == second.path.read_bytes() and first.sha256 == second.sha256
+    data = first.path.read_bytes()
+    assert data.count(b"\x1f\x8b\x08") >= 3  # three gzip members at least
+    assert first.sha256 == hashlib.sha256(data).hexdigest()
+    result = unpack_bundle(root, first.path, first.sha256)
+    assert (result.path / "lib/big/_blob.so").read_bytes() == big.tobytes()

@@ -136,3 +136,67 @@ def test_handler_downloads_from_s3_and_publishes(
     deleted = handler.handle({"action": "delete", "release_id": rid}, None)
     assert deleted["status"] == "deleted"
     assert handler.handle({"action": "list"}, None)["details"]["releases"] == []
+
+
+@pytest.fixture()
+def s3_client(monkeypatch: pytest.MonkeyPatch) -> Any:
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="artifacts")
+        yield s3
+
+
+def test_the_download_streams_in_order_from_parallel_ranged_gets(s3_client: Any) -> None:
+    from lambda_src.syncer import download
+
+    # Five parts and a tail, so ranged GETs run at once and must be put back in order.
+    data = os.urandom(5 * download.PART_BYTES + 12345)
+    s3_client.put_object(Bucket="artifacts", Key="big", Body=data)
+    ranges: list[str] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        ranges.append(str(params.get("Range")))
+
+    s3_client.meta.events.register("provide-client-params.s3.GetObject", record)
+    stream = download.S3Stream(s3_client, "artifacts", "big")
+    got = hashlib.sha256()
+    n = 0
+    while chunk := stream.read(1_000_003):
+        got.update(chunk)
+        n += len(chunk)
+    stream.close()
+    assert n == len(data) and got.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert len(ranges) == 6 and all(r.startswith("bytes=") for r in ranges)
+
+
+def test_a_reader_that_gives_up_stops_the_download(s3_client: Any) -> None:
+    from lambda_src.syncer import download
+
+    s3_client.put_object(Bucket="artifacts", Key="big", Body=os.urandom(6 * download.PART_BYTES))
+    stream = download.S3Stream(s3_client, "artifacts", "big")
+    assert len(stream.read(1000)) == 1000
+    stream.close()  # returns once the download thread has ended
+    assert not stream._thread.is_alive()
+
+
+def test_a_missing_object_is_a_download_failure_not_a_traceback(s3_client: Any) -> None:
+    from lambda_src.syncer import download
+
+    stream = download.S3Stream(s3_client, "artifacts", "nope")
+    with pytest.raises(download.DownloadFailed, match=r"404|Not Found"):
+        stream.read(10)
+    stream.close()
+
+
+def test_publish_reports_where_the_time_went(tmp_path: Path) -> None:
+    root = tmp_path / "efs"
+    path, sha = bundle_for(tmp_path, "20261125T120000Z-abcdef1", {"w": 1})
+    outcome = publish(root, path, SyncRequest("b", "k", sha))
+    seconds = outcome.details["seconds"]
+    assert set(seconds) == {"stream", "commit", "link", "check", "total"}
+    assert seconds["total"] >= sum(v for k, v in seconds.items() if k != "total")
