@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -120,10 +121,7 @@ class Runtime:
         # (joblib ignores mmap_mode for compressed files such as the small digits model.)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*mmap_mode.*compressed file.*")
-            predictor = joblib.load(model_file, mmap_mode="r")
-        prepare = getattr(predictor, "prepare", None)
-        if callable(prepare):
-            prepare()
+            predictor = prepare_predictor(joblib.load(model_file, mmap_mode="r"))
         t3 = time.perf_counter()
         if warm:
             _rehearse(predictor)
@@ -168,7 +166,38 @@ class Runtime:
                 "model": {"name": stamp.model.name, "framework": stamp.model.framework},
                 "files": len(stamp.manifest),
             }
+        if self.loaded is not None:
+            # The version this environment really imported, and from where: the stamp says
+            # what lib/ holds, this says that lib/'s copy is what serves.
+            module = sys.modules.get(FRAMEWORK_MODULES.get(self.loaded.stamp.model.framework, ""))
+            if module is not None:
+                body["framework"] = {
+                    "module": module.__name__,
+                    "version": str(getattr(module, "__version__", "unknown")),
+                    "from_release": _from_release(module, self.config),
+                }
         return body
+
+
+def _from_release(module: Any, config: Config) -> bool:
+    """Whether ``module`` was imported from the release's lib/ (not the runtime's own path)."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    lib = release_path(config.mount_path, config.release_id) / "lib"
+    return os.path.abspath(str(file)).startswith(os.path.abspath(lib) + os.sep)
+
+
+def prepare_predictor(predictor: Any) -> Any:
+    """Let a freshly unpickled predictor build its lazy state (``prepare()``), if it has any.
+
+    The pipeline's release check loads models through this too, so it predicts with the
+    object exactly as the runtime serves it.
+    """
+    prepare = getattr(predictor, "prepare", None)
+    if callable(prepare):
+        prepare()
+    return predictor
 
 
 def _rehearse(predictor: Any) -> None:
