@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ci.aws import client
@@ -47,3 +49,44 @@ def invoke(function_name: str, payload: Any, qualifier: str | None = None) -> An
     if response.get("FunctionError"):
         raise FunctionError(f"{function_name}: {body}")
     return body
+
+
+@contextmanager
+def reusing(function_name: str, qualifier: str | None = None) -> Iterator[Callable[[Any], Any]]:
+    """A caller for several invocations in a row that reuse one execution environment.
+
+    Lambda keeps an environment warm between invocations that follow each other; the
+    local data plane's one-shot invoke_once() would cold-start one per call instead. Here
+    one runner process serves every call and stops at the end. On AWS every call is a
+    plain invoke (Lambda decides about reuse).
+    """
+    if not uses_emulator():
+        yield lambda payload: invoke(function_name, payload, qualifier)
+        return
+    from local.dataplane.environment import (
+        EnvironmentDied,
+        ExecutionEnvironment,
+        InvocationTimeout,
+    )
+    from local.dataplane.functions import resolve
+
+    try:
+        environment = ExecutionEnvironment(resolve(function_name, qualifier))
+    except (EnvironmentDied, InvocationTimeout) as exc:
+        raise FunctionError(f"{function_name}: {type(exc).__name__}: {exc}") from exc
+
+    def call(payload: Any) -> Any:
+        try:
+            result = environment.invoke(payload)
+        except (EnvironmentDied, InvocationTimeout) as exc:
+            raise FunctionError(f"{function_name}: {type(exc).__name__}: {exc}") from exc
+        if result.error is not None:
+            raise FunctionError(
+                f"{function_name}: {result.error['type']}: {result.error['message']}"
+            )
+        return result.payload
+
+    try:
+        yield call
+    finally:
+        environment.stop()

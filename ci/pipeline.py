@@ -3,6 +3,9 @@ names (the embedded emulator by default).
 
     python -m ci.pipeline [--model digits] [--with-tests] [--lib-requirements FILE]
 
+Each step prints when it starts and ends, with its time and the time since the run began
+(ci/stages.py); publish also says how its time split between the upload and the syncer.
+
 Steps 4-8 run under the deploy lock, so two pipelines never interleave. Killing the
 pipeline at any step leaves `live` on the old release (live moves only in step 6, by one
 alias update); running it again completes the deploy.
@@ -14,16 +17,29 @@ import argparse
 import hashlib
 import json
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci import build_lib, build_model, package_release, paths, promote, prune, publish, smoke, stack
+from ci import (
+    build_lib,
+    build_model,
+    package_release,
+    paths,
+    promote,
+    prune,
+    publish,
+    release_check,
+    smoke,
+    stack,
+)
 from ci.aws import client
 from ci.deploy_lock import DeployLockBusy, deploy_lock
+from ci.stages import Stages
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD = paths.build_dir()
+# The model a new user gets: see the README's "Which model and format" for the figures.
+DEFAULT_MODEL = "digits-onnx"
 
 
 @dataclass
@@ -37,18 +53,29 @@ class Report:
     moved_bytes: int = 0
     release_bytes: int = 0
     pruned: list[str] = field(default_factory=list)
+    # Inside publish: upload, then the syncer's stream/commit/link/check.
+    publish_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _timed(report: Report, name: str) -> float:
-    print(f"pipeline: {name} started", flush=True)
-    started = time.perf_counter()
-    report.steps[name] = -started
-    return started
+@dataclass(frozen=True)
+class Options:
+    """What a pipeline run builds and how (the CLI's flags)."""
 
+    model: str = DEFAULT_MODEL
+    lib_requirements: Path | None = None  # None: the set the model's format needs
+    with_checks: bool = True
+    with_tests: bool = False
+    keep: int = 3
+    lock_wait: float = 0.0
+    extra_index_urls: tuple[str, ...] = ()
+    seed: int = 0
+    allow_missing: bool = False
+    skip_if_current: bool = False
 
-def _done(report: Report, name: str) -> None:
-    report.steps[name] = round(time.perf_counter() + report.steps[name], 2)
-    print(f"pipeline: {name} done in {report.steps[name]:.1f} s", flush=True)
+    @property
+    def requirements(self) -> Path:
+        """The lib/ requirement set: given, or the one for the model's format."""
+        return self.lib_requirements or build_lib.requirements_for(self.model)
 
 
 @dataclass(frozen=True)
@@ -91,79 +118,106 @@ def build_model_cached(model: str, out: Path, seed: int) -> bool:
     return True
 
 
-def run(
-    model: str,
-    lib_requirements: Path,
-    with_checks: bool,
-    with_tests: bool,
-    keep: int,
-    lock_wait: float,
-    extra_index_urls: tuple[str, ...] = (),
-    seed: int = 0,
-    allow_missing: bool = False,
-    skip_if_current: bool = False,
-) -> Report:
+def run(options: Options, stages: Stages | None = None) -> Report:
     """Run every step; raise on the first failure (smoke rolls back before raising)."""
-    report = Report()
-    if with_checks:
+    stages = stages or Stages("pipeline:")
+    report = Report(steps=stages.seconds)
+    if options.with_checks:
         from ci import check
 
-        _timed(report, "test")
-        argv = [] if with_tests else ["--no-tests"]
-        if check.main(argv) != 0:
-            raise RuntimeError("step 1 (test) failed")
-        _done(report, "test")
+        with stages.stage("test"):
+            if check.main([] if options.with_tests else ["--no-tests"]) != 0:
+                raise RuntimeError("step 1 (test) failed")
     names = stack.load()
     runtime = target_runtime(names)
-    _timed(report, "build-lib")
-    build_lib.build_lib(
-        lib_requirements,
-        BUILD / "lib",
-        python_version=runtime.python_version,
-        architecture=runtime.architecture,
-        extra_index_urls=extra_index_urls,
-        allow_missing=allow_missing,
-    )
-    _done(report, "build-lib")
-    _timed(report, "build-model")
-    build_model_cached(model, BUILD / "model", seed)
-    _done(report, "build-model")
+    with stages.stage("build-lib"):
+        lib = build_lib.build_lib(
+            options.requirements,
+            BUILD / "lib",
+            python_version=runtime.python_version,
+            architecture=runtime.architecture,
+            extra_index_urls=options.extra_index_urls,
+            allow_missing=options.allow_missing,
+            log=_quiet_log,
+        )
+        stages.say(
+            f"lib/ {'cached' if lib.cached else f'built with {lib.installer}'}: "
+            f"{lib.files:,} files, {lib.bytes / 1e6:,.0f} MB, {options.requirements.name}"
+        )
+    with stages.stage("build-model"):
+        build_model_cached(options.model, BUILD / "model", options.seed)
     content_key = hashlib.sha256(
         (BUILD / "lib.json").read_bytes() + (BUILD / "model" / "cache-key").read_bytes()
     ).hexdigest()
-    if skip_if_current:
+    if options.skip_if_current:
         current = _current_release(names, content_key)
         if current is not None:
-            print(f"pipeline: live release {current} already holds this lib/ and model; skipped")
+            stages.say(f"live release {current} already holds this lib/ and model; skipped")
             report.release_id = current
             return report
-    with deploy_lock(names.artifacts_bucket, wait_s=lock_wait):
-        _timed(report, "package")
-        packaged = package_release.package(BUILD / "lib", BUILD / "model", BUILD / "release")
-        report.release_id = packaged.release_id
-        _done(report, "package")
-        _timed(report, "publish")
-        published = publish.publish(packaged, names, BUILD / "release")
-        report.moved_bytes, report.release_bytes = published.uploaded_bytes, published.release_bytes
-        _done(report, "publish")
-        _timed(report, "promote")
-        state = promote.promote(names, packaged.release_id)
-        report.live_version, report.previous_version = state.version, state.previous_version
-        _done(report, "promote")
-        _timed(report, "smoke")
-        try:
-            smoke.smoke(names, None, packaged.release_id)
-        except Exception as exc:
-            rolled = promote.rollback(names)
-            raise RuntimeError(
-                f"step 7 (smoke) failed, live rolled back to version {rolled.version}: {exc}"
-            ) from exc
-        _done(report, "smoke")
-        _timed(report, "prune")
-        report.pruned = prune.prune(names, keep)
-        _done(report, "prune")
+    with stages.stage("release-check"):
+        can_run, reason = release_check.runs_here(BUILD / "lib")
+        checked = release_check.cached_check(
+            BUILD / "lib",
+            BUILD / "model",
+            BUILD,
+            can_run=can_run,
+            isolated=not options.allow_missing,
+            reason=reason,
+        )
+        if checked.ran:
+            stages.say(
+                f"the model predicts the same with lib/ "
+                f"({', '.join(f'{k} {v}' for k, v in checked.lib_versions.items())}): "
+                f"{checked.images} images, max difference {checked.max_difference:.1e}"
+            )
+        else:
+            stages.say(f"release check not run: {checked.reason}")
+    with deploy_lock(names.artifacts_bucket, wait_s=options.lock_wait):
+        with stages.stage("package"):
+            packaged = package_release.package(BUILD / "lib", BUILD / "model", BUILD / "release")
+            report.release_id = packaged.release_id
+            carried = packaged.files - packaged.files_omitted
+            stages.say(
+                f"bundle {packaged.bundle_bytes / 1e6:,.1f} MB: {carried:,} of "
+                f"{packaged.files:,} files ({packaged.files_omitted:,} already on EFS)"
+            )
+        with stages.stage("publish"):
+            published = publish.publish(packaged, names, BUILD / "release")
+            report.moved_bytes = published.uploaded_bytes
+            report.release_bytes = published.release_bytes
+            report.publish_seconds = {
+                "upload": published.upload_seconds,
+                **{f"syncer_{k}": v for k, v in published.syncer_seconds.items()},
+            }
+            syncer = ", ".join(
+                f"{k} {v:.1f} s" for k, v in published.syncer_seconds.items() if k != "total"
+            )
+            stages.say(
+                f"upload {published.upload_seconds:.1f} s; syncer "
+                f"{published.syncer_seconds.get('total', 0.0):.1f} s ({syncer})"
+            )
+        with stages.stage("promote"):
+            state = promote.promote(names, packaged.release_id)
+            report.live_version, report.previous_version = state.version, state.previous_version
+        with stages.stage("smoke"):
+            try:
+                smoke.smoke(names, None, packaged.release_id)
+            except Exception as exc:
+                rolled = promote.rollback(names)
+                raise RuntimeError(
+                    f"step 7 (smoke) failed, live rolled back to version {rolled.version}: {exc}"
+                ) from exc
+        with stages.stage("prune"):
+            report.pruned = prune.prune(names, options.keep)
     last_deploy_file().write_text(json.dumps({"release_id": report.release_id, "key": content_key}))
     return report
+
+
+def _quiet_log(message: str) -> None:
+    # The installer's own lines would drown the stage lines; its errors still surface.
+    if not message.startswith(("  uv:", "  pip:")):
+        print(f"build-lib: {message}", flush=True)
 
 
 def last_deploy_file() -> Path:
@@ -194,9 +248,13 @@ def _current_release(names: stack.Stack, content_key: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """CLI of the whole pipeline."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="digits", choices=build_model.MODELS)
+    parser.add_argument("--model", default=DEFAULT_MODEL, choices=build_model.MODELS)
     parser.add_argument(
-        "--lib-requirements", type=Path, default=REPO_ROOT / "requirements" / "lambda.txt"
+        "--lib-requirements",
+        type=Path,
+        default=None,
+        help="lib/'s requirement set (default: requirements/lambda-onnx.txt for *-onnx "
+        "models, requirements/lambda.txt for torch ones)",
     )
     parser.add_argument("--extra-index-url", action="append", default=[])
     parser.add_argument("--skip-checks", action="store_true", help="skip step 1 entirely")
@@ -212,22 +270,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--allow-missing-packages",
         action="store_true",
-        help="let lib/ lack torch/torchvision (small test releases)",
+        help="let lib/ lack packages the running interpreter provides (small test releases)",
     )
     args = parser.parse_args(argv)
+    options = Options(
+        model=args.model,
+        lib_requirements=args.lib_requirements,
+        with_checks=not args.skip_checks,
+        with_tests=args.with_tests,
+        keep=args.keep,
+        lock_wait=args.lock_wait,
+        extra_index_urls=tuple(args.extra_index_url),
+        seed=args.seed,
+        allow_missing=args.allow_missing_packages,
+        skip_if_current=args.skip_if_current,
+    )
+    stages = Stages("pipeline:")
     try:
-        report = run(
-            args.model,
-            args.lib_requirements,
-            not args.skip_checks,
-            args.with_tests,
-            args.keep,
-            args.lock_wait,
-            tuple(args.extra_index_url),
-            args.seed,
-            args.allow_missing_packages,
-            args.skip_if_current,
-        )
+        report = run(options, stages)
     except DeployLockBusy as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         return 3
@@ -236,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     (BUILD / "pipeline-report.json").write_text(json.dumps(report.__dict__, indent=2) + "\n")
     fraction = report.moved_bytes / max(1, report.release_bytes)
-    print(
-        f"pipeline: release {report.release_id} is live (version {report.live_version}, "
+    stages.say(
+        f"release {report.release_id} is live (version {report.live_version}, "
         f"previous {report.previous_version}); moved {report.moved_bytes} of "
         f"{report.release_bytes} bytes ({fraction:.1%}); pruned {len(report.pruned)}"
     )

@@ -18,6 +18,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,28 +97,48 @@ def _local_endpoint_serves(api_id: str) -> bool:
         return False
 
 
-def caller(names: stack.Stack, endpoint: str | None) -> Any:
-    """A function (method, path, body, content-type) -> Answer for the chosen way in."""
+@contextmanager
+def calling(names: stack.Stack, endpoint: str | None) -> Iterator[Any]:
+    """A function (method, path, body, content-type) -> Answer for the chosen way in.
+
+    Through the local data plane the calls share one execution environment, as calls in
+    a row share a warm one on Lambda: the /predict after /warmup is not a second cold
+    start.
+    """
     if endpoint is None and not invoke.uses_emulator():
         endpoint = names.api_endpoint
     if endpoint is None and _local_endpoint_serves(str(stack.outputs().get("api_id", ""))):
         endpoint = LOCAL_ENDPOINT
     if endpoint is not None:
         chosen = endpoint
-        return lambda m, p, b, c: _http(chosen, m, p, b, c)
+        yield lambda m, p, b, c: _http(chosen, m, p, b, c)
+        return
+    with invoke.reusing(names.inference_function, names.live_alias) as send:
 
-    def through_data_plane(method: str, path: str, body: bytes, ctype: str | None) -> Answer:
-        result = invoke.invoke(
-            names.inference_function, _event(method, path, body, ctype), names.live_alias
-        )
-        return Answer(int(result["statusCode"]), json.loads(result.get("body") or "{}"))
+        def through_data_plane(method: str, path: str, body: bytes, ctype: str | None) -> Answer:
+            result = send(_event(method, path, body, ctype))
+            return Answer(int(result["statusCode"]), json.loads(result.get("body") or "{}"))
 
-    return through_data_plane
+        yield through_data_plane
+
+
+def caller(names: stack.Stack, endpoint: str | None) -> Any:
+    """One call at a time (each through its own environment when local); see calling()."""
+
+    def call(method: str, path: str, body: bytes, ctype: str | None) -> Answer:
+        with calling(names, endpoint) as once:
+            return once(method, path, body, ctype)  # type: ignore[no-any-return]
+
+    return call
 
 
 def smoke(names: stack.Stack, endpoint: str | None, expected_release: str | None) -> dict[str, Any]:
     """Warm up, predict the known digit; raise SmokeFailed with the reason otherwise."""
-    call = caller(names, endpoint)
+    with calling(names, endpoint) as call:
+        return _smoke(call, expected_release)
+
+
+def _smoke(call: Any, expected_release: str | None) -> dict[str, Any]:
     warm = call("POST", "/warmup", b"", None)
     if warm.status != 200:
         raise SmokeFailed(f"/warmup answered {warm.status}: {warm.body}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -81,7 +82,24 @@ def terraform(
     return tf
 
 
+@pytest.fixture(scope="session")
+def digits_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits model, built once per session by ci.build_model as the pipeline builds it.
+
+    Training takes 15-60 s on 2 cores, so every test that serves digits shares this one
+    (model.joblib, metadata.json); none may change it.
+    """
+    from ci.build_model import build
+
+    out = tmp_path_factory.mktemp("digits-model")
+    build("digits", out)
+    return out
+
+
 STACK_NAME = "pipe"
+# The test stack's releases hold the torch-format digits model (the format the small lib
+# relies on the venv for), so the pipeline can reuse the session's trained model.
+TEST_MODEL = "digits"
 # lib/ for test releases: the real step with a small dependency set (torch comes from
 # the venv the local data plane runs on), so a pipeline run takes seconds, not minutes.
 SMALL_LIB = "joblib==1.6.0\npillow==13.0.0\nnumpy==2.4.6\n"
@@ -96,14 +114,20 @@ class Deployed:
     requirements: Path
     outputs: dict[str, str]
 
-    def pipeline(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """Run `python -m ci.pipeline` for the small test releases."""
+    def pipeline(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        """Run `python -m ci.pipeline` for the small test releases.
+
+        The timeout only guards against a hang: on a loaded 2-core machine (load average
+        about 12) build-model alone took more than 600 s of wall time.
+        """
         return subprocess.run(
             [
                 sys.executable,
                 "-m",
                 "ci.pipeline",
                 "--skip-checks",
+                "--model",
+                TEST_MODEL,
                 "--allow-missing-packages",
                 "--lib-requirements",
                 str(self.requirements),
@@ -131,7 +155,7 @@ class Deployed:
 
 
 @pytest.fixture(scope="session")
-def deployed(terraform: Terraform) -> Iterator[Deployed]:
+def deployed(terraform: Terraform, digits_model_dir: Path) -> Iterator[Deployed]:
     """The stack applied once (left for the emulator's teardown to discard)."""
     args = [
         "-input=false",
@@ -152,6 +176,13 @@ def deployed(terraform: Terraform) -> Iterator[Deployed]:
     (build_dir / "tf-outputs.json").write_text(json.dumps(raw))
     requirements = build_dir / "small-lib.txt"
     requirements.write_text(SMALL_LIB)
+    # The session's model, with the cache key the pipeline's build-model step looks for:
+    # the first run of seed 0 reuses it instead of training again.
+    from ci.pipeline import model_cache_key
+
+    seeded = build_dir / "model"
+    shutil.copytree(digits_model_dir, seeded, dirs_exist_ok=True)
+    (seeded / "cache-key").write_text(model_cache_key(TEST_MODEL, 0))
     env = dict(terraform.env)
     env.update(
         {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.ci.conftest import REPO_ROOT, STACK_NAME, Deployed
+from tests.ci.conftest import REPO_ROOT, STACK_NAME, TEST_MODEL, Deployed
 from tests.terraform.conftest import Terraform
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform]
@@ -158,7 +159,16 @@ def test_a_second_pipeline_waits_for_or_fails_on_the_lock(
     assert waiting.returncode == 0, err
 
 
-STEPS = ["build-lib", "build-model", "package", "publish", "promote", "smoke", "prune"]
+STEPS = [
+    "build-lib",
+    "build-model",
+    "release-check",
+    "package",
+    "publish",
+    "promote",
+    "smoke",
+    "prune",
+]
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -173,6 +183,8 @@ def test_killing_the_pipeline_at_a_step_keeps_live_serving_and_a_rerun_completes
             "-m",
             "ci.pipeline",
             "--skip-checks",
+            "--model",
+            TEST_MODEL,
             "--allow-missing-packages",
             "--lib-requirements",
             str(deployed.requirements),
@@ -188,7 +200,7 @@ def test_killing_the_pipeline_at_a_step_keeps_live_serving_and_a_rerun_completes
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if line.startswith(f"pipeline: {step} started"):
+        if re.fullmatch(rf"pipeline: \[[0-9:.]+\] {step} \.\.\.", line.strip()):
             os.killpg(proc.pid, signal.SIGKILL)
             break
     proc.wait(timeout=60)
@@ -206,7 +218,11 @@ def test_killing_the_pipeline_at_a_step_keeps_live_serving_and_a_rerun_completes
 def test_the_pipeline_report_names_every_step(
     deployed: Deployed, two_runs: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:
-    assert set(report(deployed)["steps"]) == {"build-lib", "build-model", *STEPS[2:]}
+    assert set(report(deployed)["steps"]) == set(STEPS)
+    publish = report(deployed)["publish_seconds"]
+    assert {"upload", "syncer_stream", "syncer_commit", "syncer_check", "syncer_total"} <= set(
+        publish
+    )
     assert Path(report(deployed)["release_id"]).name
 
 
