@@ -490,7 +490,12 @@ def test_jobs_run_the_pipeline_steps_in_order(config: dict[str, Any]) -> None:
         ]
 
     assert modules("test") == ["ci.check"]
-    assert modules("build") == ["ci.build_lib", "ci.build_model", "ci.package_release"]
+    assert modules("build") == [
+        "ci.build_lib",
+        "ci.build_model",
+        "ci.release_check",
+        "ci.package_release",
+    ]
     assert modules("publish") == ["ci.publish"]
     assert modules("promote") == ["ci.promote"]
     assert modules("smoke") == ["ci.smoke"]
@@ -510,19 +515,29 @@ def terraform_default_python() -> str:
 
 
 def test_build_uses_the_cpu_torch_index_and_the_fixed_arguments(config: dict[str, Any]) -> None:
+    from ci.pipeline import DEFAULT_MODEL
+
     commands = job_commands(config, "build")
+    model = "CIRCLECI_PARAMETER"  # << pipeline.parameters.model >>, as the drift check reads it
+    assert config["parameters"]["model"]["default"] == DEFAULT_MODEL
     (build_lib,) = [c for c in commands if "ci.build_lib" in c]
-    assert shlex.split(build_lib)[3:] == [
+    assert build_lib.split()[3:] == [
         "--out",
         "build/lib",
         "--python-version",
         terraform_default_python(),
         "--architecture",
         "x86_64",
+        "--model",
+        model,
         "--extra-index-url",
         TORCH_CPU_INDEX,
     ]
-    assert any(c.endswith("ci.build_model --model digits --out build/model") for c in commands)
+    assert any(c.endswith(f"ci.build_model --model {model} --out build/model") for c in commands)
+    assert any(c.endswith("ci.release_check --lib build/lib --model build/model") for c in commands)
+    # Built on the runtime's own Python, so bytecode, import check and release check run.
+    (image,) = config["executors"][config["jobs"]["build"]["executor"]]["docker"]
+    assert image["image"] == f"cimg/python:{terraform_default_python()}"
     assert any(
         c.endswith("ci.package_release --lib build/lib --model build/model --out build/release")
         for c in commands
@@ -545,18 +560,20 @@ def test_build_hands_its_outputs_to_the_later_jobs(config: dict[str, Any]) -> No
         assert names.index("attach_workspace") < names.index("run"), job
 
 
-def test_pip_and_lib_caches(config: dict[str, Any]) -> None:
-    pip_key = '{{ checksum "requirements/dev.txt" }}-{{ checksum "requirements/lambda.txt" }}'
+def test_installer_and_lib_caches(config: dict[str, Any]) -> None:
+    uv_key = '{{ checksum "requirements/dev.txt" }}-{{ checksum "requirements/checkov.txt" }}'
     for job in config["jobs"]:
         saves = step_bodies(config, job, "save_cache")
         restores = step_bodies(config, job, "restore_cache")
-        pip_saves = [s for s in saves if "~/.cache/pip" in s["paths"]]
-        assert len(pip_saves) == 1, f"{job}: pip cache saved {len(pip_saves)} times"
-        assert pip_key in pip_saves[0]["key"]
-        assert any(pip_saves[0]["key"] in r["keys"] for r in restores), job
+        uv_saves = [s for s in saves if "~/.cache/uv" in s["paths"]]
+        assert len(uv_saves) == 1, f"{job}: uv cache saved {len(uv_saves)} times"
+        assert uv_key in uv_saves[0]["key"] and "{{ arch }}" in uv_saves[0]["key"]
+        assert any(uv_saves[0]["key"] in r["keys"] for r in restores), job
     lib_saves = [s for s in step_bodies(config, "build", "save_cache") if "build/lib" in s["paths"]]
     assert len(lib_saves) == 1
-    assert '{{ checksum "requirements/lambda.txt" }}' in lib_saves[0]["key"]
+    for requirements in ("lambda.txt", "lambda-onnx.txt"):
+        assert f'{{{{ checksum "requirements/{requirements}" }}}}' in lib_saves[0]["key"]
+    assert "<< pipeline.parameters.model >>" in lib_saves[0]["key"]
     assert "dev.txt" not in lib_saves[0]["key"]
     assert any(
         lib_saves[0]["key"] in r["keys"] for r in step_bodies(config, "build", "restore_cache")
