@@ -60,7 +60,7 @@ def bench_model(
 ) -> dict[str, Any]:
     """Every figure for one model, both handlers."""
     release = ws.releases[model]
-    lib_on_efs = str(release_path(measure.MOUNT, release) / LIB_DIR)
+    naive_lib = f"{measure.MOUNT}/{ws.naive_lib.relative_to(ws.efs)}"
     handlers = [
         measure.ours(model, release, ws.inference_sha256, ws.efs, ws.code_zips),
         measure.ours(
@@ -68,7 +68,7 @@ def bench_model(
         ),
         measure.naive(
             model,
-            lib_on_efs,
+            naive_lib,
             f"{measure.MOUNT}/{ws.naive_models[model].relative_to(ws.efs)}",
             ws.naive_sha256,
             ws.efs,
@@ -134,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="cold starts per handler")
     parser.add_argument("--samples", type=int, default=15, help="warm requests per payload")
     parser.add_argument("--seconds", type=float, default=8.0, help="per throughput run")
-    parser.add_argument("--lib", type=Path, default=REPO_ROOT / "build" / "lib")
+    parser.add_argument(
+        "--lib",
+        type=Path,
+        default=REPO_ROOT / "build" / "bench" / "lib-torch",
+        help="where the torch format's lib/ is built (not build/lib, which the pipeline owns)",
+    )
     parser.add_argument(
         "--lib-requirements", type=Path, default=REPO_ROOT / "requirements" / "lambda.txt"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NAIVE_SOURCE = Path(__file__).with_name("naive_handler.py")
 MODELS = ("resnet152", "digits")
 ONNX_REQUIREMENTS = REPO_ROOT / "requirements" / "lambda-onnx.txt"
+# The tutorial's lib/: torch + torchvision as `pip install` gives them (CUDA builds on x86_64).
+NAIVE_REQUIREMENTS = REPO_ROOT / "requirements" / "bench-naive.txt"
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,10 @@ class Workspace:
     releases: dict[str, str]  # model -> release id served by this stack (torch)
     onnx_releases: dict[str, str]  # model -> release id of its ONNX Runtime export
     naive_models: dict[str, Path]  # model -> whole pickled nn.Module on "EFS"
+    naive_lib: Path  # the tutorial's lib/ on "EFS"
     first_release_bytes: int  # the full bundle of the first release
     model_only_bytes: dict[str, int]  # model -> delta bundle of a model-only release
-    lib_bytes: dict[str, int]  # "torch" | "onnx" -> size of that lib/
+    lib_bytes: dict[str, int]  # "torch" | "onnx" | "naive" -> size of that lib/
     lib_files: dict[str, int]
 
 
@@ -130,17 +134,18 @@ def prepare(
     """Build (or reuse) everything the measurements need under root."""
     root.mkdir(parents=True, exist_ok=True)
     efs = root / "efs"
-    libs = {"torch": lib, "onnx": root / "lib-onnx"}
+    libs = {"torch": lib, "onnx": root / "lib-onnx", "naive": root / "lib-naive"}
     reports = {
         "torch": build_lib(lib, requirements, extra_index_url),
-        "onnx": build_lib(libs["onnx"], ONNX_REQUIREMENTS, None, allow_missing=True),
+        "onnx": build_lib(libs["onnx"], ONNX_REQUIREMENTS, None),
+        "naive": build_lib(libs["naive"], NAIVE_REQUIREMENTS, None),
     }
     models = {}
     for m in MODELS:
         models[f"{m}-v1"] = build_model(m, root / "models" / m / "v1", seed=0)
         models[f"{m}-v2"] = build_model(m, root / "models" / m / "v2", seed=1)
         models[f"{m}-onnx"] = build_model(f"{m}-onnx", root / "models" / f"{m}-onnx", seed=0)
-    key = "+".join(str(reports[k]["cache_key"]) for k in ("torch", "onnx"))
+    key = "+".join(str(reports[k]["cache_key"]) for k in ("torch", "onnx", "naive"))
 
     cache_file = root / "releases.json"
     cached = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
@@ -185,6 +190,10 @@ def prepare(
         cache_file.write_text(json.dumps(cached, indent=2) + "\n")
 
     naive = {m: naive_model(models[f"{m}-v1"], efs / "naive" / f"{m}.joblib") for m in MODELS}
+    naive_lib = efs / "naive" / "lib"
+    if not naive_lib.is_dir():
+        # Hard links: the 5.6 GB tree is on "EFS" without a second copy on disk.
+        shutil.copytree(libs["naive"], naive_lib, copy_function=os.link)
     code_zips = root / "code"
     code_zips.mkdir(exist_ok=True)
     inference = package_functions.build_zip("inference", out_dir=code_zips)
@@ -199,6 +208,7 @@ def prepare(
         releases={m: cached["ids"][f"{m}-v1"] for m in MODELS},
         onnx_releases={m: cached["ids"][f"{m}-onnx"] for m in MODELS},
         naive_models=naive,
+        naive_lib=naive_lib,
         first_release_bytes=int(cached["bundle_bytes"]["digits-v1"]),
         # v1 -> v2 of the same model is the model-only change
         model_only_bytes={m: int(cached["bundle_bytes"][f"{m}-v2"]) for m in MODELS},
