@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,16 +108,39 @@ def model_cache_key(model: str, seed: int) -> str:
     return digest.hexdigest()
 
 
+MODEL_CACHE = "model-cache"
+
+
+def model_cache_dir(out: Path, key: str) -> Path:
+    """Where the model these inputs give is kept, next to ``out`` (build/model-cache/<key>)."""
+    return out.parent / MODEL_CACHE / key[:32]
+
+
 def build_model_cached(model: str, out: Path, seed: int) -> bool:
-    """Build the model unless out/ already holds the one these inputs give; True if built."""
+    """Put the model these inputs give in out/; True if it had to be built (trained).
+
+    Every model built is kept under build/model-cache/, so going back to a model built
+    before (another MODEL, an earlier seed) costs a copy by hard links, not a training.
+    """
     key = model_cache_key(model, seed)
     marker = out / "cache-key"
     if (out / "model.joblib").exists() and marker.exists() and marker.read_text() == key:
         print(f"pipeline: model {model} (seed {seed}) is up to date in {out}")
         return False
-    build_model.build(model, out, seed=seed)
-    marker.write_text(key)
-    return True
+    cached = model_cache_dir(out, key)
+    built = not (cached / "cache-key").is_file()
+    if built:
+        staging = cached.with_name(cached.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        build_model.build(model, staging, seed=seed)
+        (staging / "cache-key").write_text(key)  # last: a complete entry has it
+        shutil.rmtree(cached, ignore_errors=True)
+        staging.rename(cached)
+    else:
+        print(f"pipeline: model {model} (seed {seed}) built before; taken from {cached}")
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(cached, out, copy_function=os.link)
+    return built
 
 
 def run(options: Options, stages: Stages | None = None) -> Report:

@@ -4,6 +4,7 @@ Terraform, and one stack applied to it for the pipeline and endpoint tests."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -92,7 +93,8 @@ def digits_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ci.build_model import build
 
     out = tmp_path_factory.mktemp("digits-model")
-    build("digits", out)
+    returned = build("digits", out)
+    assert json.loads((out / "metadata.json").read_text()) == json.loads(json.dumps(returned))
     return out
 
 
@@ -103,6 +105,39 @@ TEST_MODEL = "digits"
 # lib/ for test releases: the real step with a small dependency set (torch comes from
 # the venv the local data plane runs on), so a pipeline run takes seconds, not minutes.
 SMALL_LIB = "joblib==1.6.0\npillow==13.0.0\nnumpy==2.4.6\n"
+
+
+def seed_model_cache(out: Path, digits_model_dir: Path) -> None:
+    """Put the models of seeds 0 and 1 where the pipeline's build-model step finds them.
+
+    Seed 0 is the session's trained model. Seed 1, which the tests use for "a model-only
+    change", is that model with its first weight array scaled by 1 + 1e-6: new bytes and
+    the same predictions, without 50 s of training, since what is under test is what the
+    pipeline moves and promotes, not the training.
+    """
+    import joblib
+
+    from ci.build_model import MODEL_FILE
+    from ci.pipeline import model_cache_dir, model_cache_key
+
+    for seed in (0, 1):
+        key = model_cache_key(TEST_MODEL, seed)
+        entry = model_cache_dir(out, key)
+        shutil.copytree(digits_model_dir, entry, dirs_exist_ok=True)
+        if seed == 1:
+            predictor = joblib.load(entry / MODEL_FILE)
+            first = next(iter(predictor.state))
+            predictor.state[first] = predictor.state[first] * (1 + 1e-6)
+            (entry / MODEL_FILE).unlink()
+            joblib.dump(predictor, entry / MODEL_FILE, compress=3)
+            metadata = json.loads((entry / "metadata.json").read_text())
+            metadata.update(seed=1, note="test model: seed 0's weights scaled by 1 + 1e-6")
+            metadata["artifact"]["sha256"] = hashlib.sha256(
+                (entry / MODEL_FILE).read_bytes()
+            ).hexdigest()
+            metadata["artifact"]["bytes"] = (entry / MODEL_FILE).stat().st_size
+            (entry / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        (entry / "cache-key").write_text(key)
 
 
 @dataclass(frozen=True)
@@ -176,13 +211,7 @@ def deployed(terraform: Terraform, digits_model_dir: Path) -> Iterator[Deployed]
     (build_dir / "tf-outputs.json").write_text(json.dumps(raw))
     requirements = build_dir / "small-lib.txt"
     requirements.write_text(SMALL_LIB)
-    # The session's model, with the cache key the pipeline's build-model step looks for:
-    # the first run of seed 0 reuses it instead of training again.
-    from ci.pipeline import model_cache_key
-
-    seeded = build_dir / "model"
-    shutil.copytree(digits_model_dir, seeded, dirs_exist_ok=True)
-    (seeded / "cache-key").write_text(model_cache_key(TEST_MODEL, 0))
+    seed_model_cache(build_dir / "model", digits_model_dir)
     env = dict(terraform.env)
     env.update(
         {

@@ -21,11 +21,9 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from PIL import Image, ImageDraw
 
 from tests.models.conftest import glyph_mask, hand_drawn
@@ -819,19 +817,3 @@ def _prediction_problems(case: Case, body: Any) -> list[str]:
     if case.label is not None and labels and labels[0] != case.label:
         problems.append(f"read {labels[0]!r} ({scores[0]}), the picture shows {case.label!r}")
     return problems
-
-
-# --- the model the tests serve -------------------------------------------------------------
-
-_MODEL_DIR: list[Path] = []
-
-
-def digits_model_dir(factory: pytest.TempPathFactory) -> Path:
-    """The digits model, trained once per test session (about 20 s) for each module serving it."""
-    if not _MODEL_DIR:
-        from ci.build_model import build
-
-        out = factory.mktemp("hostile-digits-model")
-        build("digits", out)
-        _MODEL_DIR.append(out)
-    return _MODEL_DIR[0]

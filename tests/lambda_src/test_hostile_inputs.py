@@ -12,6 +12,7 @@ import io
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,10 +31,10 @@ CONTROL = corpus.Case(
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+def runtime(tmp_path_factory: pytest.TempPathFactory, digits_model_dir: Path) -> Iterator[Runtime]:
     """One runtime serving a digits release for the whole module, as one warm environment."""
     root = tmp_path_factory.mktemp("hostile-efs") / "efs"
-    make_release(root, RID, corpus.digits_model_dir(tmp_path_factory))
+    make_release(root, RID, digits_model_dir)
     saved_path = list(sys.path)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LIB_IMPORT_MARKER", str(root.parent / "marker"))

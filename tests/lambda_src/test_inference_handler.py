@@ -37,10 +37,8 @@ RID = "20261125T120000Z-abcdef1"
 
 
 @pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("digits-model")
-    build("digits", out)
-    return out
+def digits_dir(digits_model_dir: Path) -> Path:
+    return digits_model_dir
 
 
 def make_release(

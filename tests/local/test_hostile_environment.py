@@ -49,10 +49,10 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, digits_model_dir: Path) -> Iterator[Served]:
     work = tmp_path_factory.mktemp("hostile-environment")
     efs = work / "efs"
-    make_release(efs, RID, corpus.digits_model_dir(tmp_path_factory))
+    make_release(efs, RID, digits_model_dir)
     package = package_functions.build_zip("inference", out_dir=work / "lambda")
     spec = FunctionSpec(
         name="hostile-inference",

@@ -40,9 +40,10 @@ def _build_and_load(model: str, out_dir: Path) -> BuiltModel:
 
 
 @pytest.fixture(scope="session")
-def digits_model(tmp_path_factory: pytest.TempPathFactory) -> BuiltModel:
-    """The digits ResNet, trained once for the session (about 20 s on 2 cores)."""
-    return _build_and_load("digits", tmp_path_factory.mktemp("digits-model"))
+def digits_model(digits_model_dir: Path) -> BuiltModel:
+    """The digits ResNet the whole session shares (tests/conftest.py trains it once)."""
+    on_disk = json.loads((digits_model_dir / "metadata.json").read_text())
+    return BuiltModel(digits_model_dir, on_disk, joblib.load(digits_model_dir / "model.joblib"))
 
 
 @pytest.fixture(scope="session")

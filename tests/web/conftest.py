@@ -52,16 +52,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def digits_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """(EFS root, release id): the digits model built once, assembled into a release."""
+def digits_release(
+    tmp_path_factory: pytest.TempPathFactory, digits_model_dir: Path
+) -> tuple[Path, str]:
+    """(EFS root, release id): the session's digits model, assembled into a release."""
     import joblib
 
-    from ci.build_model import build
     from efs_layout import assemble_release
     from tests.lambda_src import releases
 
-    model_dir = tmp_path_factory.mktemp("web-digits-model")
-    build("digits", model_dir)
+    model_dir = digits_model_dir
     root = tmp_path_factory.mktemp("web-efs") / "efs"
     src = releases.source_tree(
         root.parent / f"src-{RELEASE_ID}",
