@@ -12,9 +12,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,6 +83,63 @@ def terraform(
     tf = Terraform(env=env, var_file=var_file, work=work)
     tf.run("init", "-input=false", "-no-color", timeout=120)
     return tf
+
+
+class HeadStarts:
+    """Work that mostly waits, begun when the session starts and awaited by the tests that need it.
+
+    A `terraform apply` against the emulator spends most of its minute in the provider's own
+    waits (S3 lifecycle rules, CloudFront), as it does on AWS, and mypy uses one core for
+    40 s; on a 2-core machine the suite runs its CPU-bound tests meanwhile. Whoever needs a
+    result calls `result`, which runs the work in place when nothing started it (a test run
+    on its own), so the tests do not depend on this.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="head-start")
+        self._futures: dict[str, Future[Any]] = {}
+
+    def start(self, key: str, work: Callable[..., Any], *args: Any) -> None:
+        """Begin `work(*args)` in a thread."""
+        self._futures[key] = self._pool.submit(work, *args)
+
+    def result(self, key: str, work: Callable[..., Any], *args: Any) -> Any:
+        """The started work's result (its exception re-raised here), else `work(*args)` now."""
+        future = self._futures.pop(key, None)
+        return future.result() if future is not None else work(*args)
+
+    def close(self) -> None:
+        """Wait for work still running (it may hold the emulator), drop work not begun."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+LIFECYCLE_TEST = "tests/terraform/test_lifecycle.py::test_apply_replan_clean_destroy"
+MYPY_TEST = "tests/test_quality.py::test_mypy_is_clean"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def head_starts(request: pytest.FixtureRequest) -> Iterator[HeadStarts]:
+    """Start the selected tests' long waits (see HeadStarts) before the first test runs."""
+    starts = HeadStarts()
+    items = request.session.items
+    nodeids = {item.nodeid for item in items}
+    needs_stack = any("deployed" in item.fixturenames for item in items)
+    if MYPY_TEST in nodeids:
+        from tests.test_quality import run_mypy
+
+        starts.start("mypy", run_mypy)
+    if needs_stack or LIFECYCLE_TEST in nodeids:
+        terraform: Terraform = request.getfixturevalue("terraform")
+        if needs_stack:
+            starts.start("apply-test-stack", apply_test_stack, terraform)
+        if LIFECYCLE_TEST in nodeids:
+            from tests.terraform.test_lifecycle import apply_replan_destroy
+
+            starts.start("lifecycle", apply_replan_destroy, terraform)
+    try:
+        yield starts
+    finally:
+        starts.close()
 
 
 @pytest.fixture(scope="session")
@@ -189,9 +248,8 @@ class Deployed:
         )
 
 
-@pytest.fixture(scope="session")
-def deployed(terraform: Terraform, digits_model_dir: Path) -> Iterator[Deployed]:
-    """The stack applied once (left for the emulator's teardown to discard)."""
+def apply_test_stack(terraform: Terraform) -> None:
+    """`terraform apply` of the test stack the pipeline and endpoint tests share."""
     args = [
         "-input=false",
         "-no-color",
@@ -204,6 +262,14 @@ def deployed(terraform: Terraform, digits_model_dir: Path) -> Iterator[Deployed]
         'extra_cors_origins=["http://127.0.0.1:8080"]',
     ]
     terraform.run("apply", "-auto-approve", *args, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def deployed(
+    terraform: Terraform, digits_model_dir: Path, head_starts: HeadStarts
+) -> Iterator[Deployed]:
+    """The stack applied once (left for the emulator's teardown to discard)."""
+    head_starts.result("apply-test-stack", apply_test_stack, terraform)
     state = terraform.state_args(STACK_NAME)[0]
     raw = json.loads(terraform.run("output", "-json", state).stdout)
     outputs = {k: v["value"] for k, v in raw.items()}

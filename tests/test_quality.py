@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import HeadStarts
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SCHEMA_CANDIDATES = [
@@ -35,10 +37,15 @@ def test_ruff_format_is_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_mypy_is_clean() -> None:
-    proc = subprocess.run(
+def run_mypy() -> subprocess.CompletedProcess[str]:
+    """mypy as configured in pyproject.toml (strict), over the whole project."""
+    return subprocess.run(
         [str(BIN / "mypy")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
     )
+
+
+def test_mypy_is_clean(head_starts: HeadStarts) -> None:
+    proc = head_starts.result("mypy", run_mypy)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -22,15 +22,27 @@ class Terraform:
     def run(
         self, *args: str, timeout: float = 300, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """terraform -chdir=terraform <args>, output captured."""
-        proc = subprocess.run(
-            ["terraform", f"-chdir={TF_DIR}", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        """terraform -chdir=terraform <args>, output captured.
+
+        A timeout fails with the output's last lines, which name the resources terraform
+        was still creating or destroying (the one fact needed to tell a slow machine from
+        a provider wait that regressed).
+        """
+        try:
+            proc = subprocess.run(
+                ["terraform", f"-chdir={TF_DIR}", *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
+            tail = "\n".join(out.splitlines()[-25:])
+            raise AssertionError(
+                f"terraform {args[0]} did not finish within {timeout:.0f} s; last output:\n{tail}"
+            ) from None
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"terraform {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
