@@ -68,6 +68,9 @@ TF_STATE_ARGS += -var 'extra_cors_origins=["http://127.0.0.1:8080"]'
 endif
 
 TF := terraform -chdir=terraform
+# Inside the data dir, so deleting terraform/.terraform also forgets the init.
+TF_INIT_STAMP := terraform/.terraform/.initialised
+TF_INIT_INPUTS = terraform/*.tf $(wildcard terraform/modules/*/*.tf) $(wildcard terraform/.terraform.lock.hcl) .state/terraform.rc
 
 .PHONY: help setup test lint typecheck fmt emulator-up emulator-down emulator-status \
 	package tf-init tf-plan tf-apply tf-destroy tf-outputs clean pipeline rollback build-lib \
@@ -146,8 +149,13 @@ tf-init: package ## Write the project-local Terraform CLI config (provider mirro
 ifneq ($(TF_STATE_BUCKET),)
 	sed 's/REPLACE-with-your-state-bucket/$(TF_STATE_BUCKET)/' terraform/backend.tf.example > terraform/backend.tf
 endif
-	$(TF) init -input=false -no-color >/dev/null
-	@echo "terraform initialised"
+	@# init again only when what it reads changed (1.5 s saved on every make up/test/pipeline)
+	@if [ -f $(TF_INIT_STAMP) ] && [ -z "$$(find $(TF_INIT_INPUTS) -newer $(TF_INIT_STAMP) 2>/dev/null)" ]; then \
+		echo "terraform initialised (nothing it reads changed since)"; \
+	else \
+		echo "$(TF) init -input=false -no-color"; \
+		$(TF) init -input=false -no-color >/dev/null && touch $(TF_INIT_STAMP) && echo "terraform initialised"; \
+	fi
 
 tf-plan: tf-init ## terraform plan against TARGET (emulator by default)
 	$(TF) plan -input=false $(TF_STATE_ARGS) $(TF_EXTRA_VARS)
