@@ -25,19 +25,12 @@ class FunctionError(RuntimeError):
 def invoke(function_name: str, payload: Any, qualifier: str | None = None) -> Any:
     """Invoke synchronously and return the decoded payload."""
     if uses_emulator():
-        from local.dataplane.environment import EnvironmentDied, InvocationTimeout, invoke_once
+        from local.dataplane.environment import invoke_once
         from local.dataplane.functions import resolve
 
-        try:
+        with _as_function_error(function_name):
             result = invoke_once(resolve(function_name, qualifier), payload)
-        except (EnvironmentDied, InvocationTimeout) as exc:
-            # What Lambda answers when the function is killed or times out: a function error.
-            raise FunctionError(f"{function_name}: {type(exc).__name__}: {exc}") from exc
-        if result.error is not None:
-            raise FunctionError(
-                f"{function_name}: {result.error['type']}: {result.error['message']}"
-            )
-        return result.payload
+        return _payload(function_name, result)
     kwargs: dict[str, Any] = {
         "FunctionName": function_name,
         "Payload": json.dumps(payload).encode(),
@@ -63,30 +56,36 @@ def reusing(function_name: str, qualifier: str | None = None) -> Iterator[Callab
     if not uses_emulator():
         yield lambda payload: invoke(function_name, payload, qualifier)
         return
-    from local.dataplane.environment import (
-        EnvironmentDied,
-        ExecutionEnvironment,
-        InvocationTimeout,
-    )
+    from local.dataplane.environment import ExecutionEnvironment
     from local.dataplane.functions import resolve
 
-    try:
+    with _as_function_error(function_name):
         environment = ExecutionEnvironment(resolve(function_name, qualifier))
-    except (EnvironmentDied, InvocationTimeout) as exc:
-        raise FunctionError(f"{function_name}: {type(exc).__name__}: {exc}") from exc
 
     def call(payload: Any) -> Any:
-        try:
+        with _as_function_error(function_name):
             result = environment.invoke(payload)
-        except (EnvironmentDied, InvocationTimeout) as exc:
-            raise FunctionError(f"{function_name}: {type(exc).__name__}: {exc}") from exc
-        if result.error is not None:
-            raise FunctionError(
-                f"{function_name}: {result.error['type']}: {result.error['message']}"
-            )
-        return result.payload
+        return _payload(function_name, result)
 
     try:
         yield call
     finally:
         environment.stop()
+
+
+@contextmanager
+def _as_function_error(function_name: str) -> Iterator[None]:
+    """A local environment killed or timed out fails as Lambda reports it: a function error."""
+    from local.dataplane.environment import EnvironmentDied, InvocationTimeout
+
+    try:
+        yield
+    except (EnvironmentDied, InvocationTimeout) as exc:
+        raise FunctionError(f"{function_name}: {type(exc).__name__}: {exc}") from exc
+
+
+def _payload(function_name: str, result: Any) -> Any:
+    """A local invocation's payload, or the FunctionError of the error the function raised."""
+    if result.error is not None:
+        raise FunctionError(f"{function_name}: {result.error['type']}: {result.error['message']}")
+    return result.payload

@@ -22,6 +22,9 @@ import pytest
 
 from ci import package_functions, terraform_cli
 from ci.aws import emulator_env
+from local.dataplane import functions
+from local.dataplane.environment import ExecutionEnvironment
+from local.dataplane.functions import FunctionSpec, Mount
 from local.emulator import process
 from tests.terraform.conftest import Terraform
 
@@ -314,6 +317,43 @@ def promoted(deployed: Deployed) -> str:
     proc = deployed.pipeline("--skip-if-current")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return str(json.loads((deployed.build_dir / "last-deploy.json").read_text())["release_id"])
+
+
+@contextlib.contextmanager
+def inference_environment(
+    work: Path,
+    efs: Path,
+    release_id: str,
+    name: str,
+    memory_mb: int = 2048,
+    timeout_s: int = 120,
+) -> Iterator[tuple[ExecutionEnvironment, FunctionSpec]]:
+    """One real execution environment of the inference zip, serving `release_id` from `efs`.
+
+    The runner is the local data plane's, the zip the one `make package` builds (unpacked
+    under `work`, not the shared .state/code cache), the release mounted read-only at
+    /mnt/ml as the inference access point mounts it.
+    """
+    package = package_functions.build_zip("inference", out_dir=work / "lambda")
+    spec = FunctionSpec(
+        name=name,
+        version="1",
+        handler="lambda_src.inference.handler.handle",
+        runtime=f"python{sys.version_info[0]}.{sys.version_info[1]}",
+        memory_mb=memory_mb,
+        timeout_s=timeout_s,
+        environment={"EFS_MOUNT_PATH": "/mnt/ml", "RELEASE_ID": release_id},
+        code_sha256=package.sha256_b64,
+        reserved_concurrency=1,
+        mounts=(Mount("/mnt/ml", efs, read_only=True),),
+    )
+    with pytest.MonkeyPatch.context() as patch, (work / "function.log").open("w") as log:
+        patch.setattr(functions, "CODE_CACHE", work / "code")
+        environment = ExecutionEnvironment(spec, log=log, zip_dir=work / "lambda")
+        try:
+            yield environment, spec
+        finally:
+            environment.stop()
 
 
 @dataclass(frozen=True)

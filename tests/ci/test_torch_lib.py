@@ -19,13 +19,12 @@ from typing import Any
 
 import pytest
 
-from ci import build_lib, package_functions, release_check
+from ci import build_lib, release_check
 from ci.package_release import stamp_fields
 from efs_layout import assemble_release
 from efs_layout.stamp import ModelInfo, StampFields
-from local.dataplane import functions
 from local.dataplane.environment import ExecutionEnvironment
-from local.dataplane.functions import FunctionSpec, Mount
+from tests.conftest import inference_environment
 from tests.lambda_src.hostile_corpus import api_event
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -115,26 +114,8 @@ def served(
     }
     files["model/model.joblib"] = digits_model_dir / "model.joblib"
     assemble_release(efs, RID, files, fields)
-    package = package_functions.build_zip("inference", out_dir=work / "lambda")
-    spec = FunctionSpec(
-        name="torch-lib-inference",
-        version="1",
-        handler="lambda_src.inference.handler.handle",
-        runtime=f"python{sys.version_info[0]}.{sys.version_info[1]}",
-        memory_mb=2048,
-        timeout_s=120,
-        environment={"EFS_MOUNT_PATH": "/mnt/ml", "RELEASE_ID": RID},
-        code_sha256=package.sha256_b64,
-        reserved_concurrency=1,
-        mounts=(Mount("/mnt/ml", efs, read_only=True),),
-    )
-    with pytest.MonkeyPatch.context() as patch, (work / "function.log").open("w") as log:
-        patch.setattr(functions, "CODE_CACHE", work / "code")
-        environment = ExecutionEnvironment(spec, log=log, zip_dir=work / "lambda")
-        try:
-            yield Served(environment, digits_model_dir)
-        finally:
-            environment.stop()
+    with inference_environment(work, efs, RID, "torch-lib-inference") as (environment, _spec):
+        yield Served(environment, digits_model_dir)
 
 
 def _body(payload: dict[str, Any]) -> dict[str, Any]:

@@ -10,17 +10,15 @@ must be the same one after every input (nothing killed it), and its peak residen
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from ci import package_functions
-from local.dataplane import functions
 from local.dataplane.environment import ExecutionEnvironment
-from local.dataplane.functions import FunctionSpec, Mount
+from local.dataplane.functions import FunctionSpec
+from tests.conftest import inference_environment
 from tests.lambda_src import hostile_corpus as corpus
 from tests.lambda_src.test_inference_handler import RID, make_release
 
@@ -53,28 +51,16 @@ def served(tmp_path_factory: pytest.TempPathFactory, digits_model_dir: Path) -> 
     work = tmp_path_factory.mktemp("hostile-environment")
     efs = work / "efs"
     make_release(efs, RID, digits_model_dir)
-    package = package_functions.build_zip("inference", out_dir=work / "lambda")
-    spec = FunctionSpec(
-        name="hostile-inference",
-        version="1",
-        handler="lambda_src.inference.handler.handle",
-        runtime=f"python{sys.version_info[0]}.{sys.version_info[1]}",
+    with inference_environment(
+        work,
+        efs,
+        RID,
+        "hostile-inference",
         memory_mb=terraform_default("inference_memory_mb"),
         timeout_s=terraform_default("inference_timeout_s"),
-        environment={"EFS_MOUNT_PATH": "/mnt/ml", "RELEASE_ID": RID},
-        code_sha256=package.sha256_b64,
-        reserved_concurrency=1,
-        mounts=(Mount("/mnt/ml", efs, read_only=True),),
-    )
-    with pytest.MonkeyPatch.context() as patch, (work / "function.log").open("w") as log:
-        # Unpack the zip under this test's folder, not the shared .state/code cache.
-        patch.setattr(functions, "CODE_CACHE", work / "code")
-        environment = ExecutionEnvironment(spec, log=log, zip_dir=work / "lambda")
+    ) as (environment, spec):
         state = Served(environment, spec, environment.pid)
-        try:
-            yield state
-        finally:
-            environment.stop()
+        yield state
     if state.peaks:  # shown with -s: the figures docs/hostile-section.md quotes
         first = next(iter(state.peaks))
         worst = max(state.peaks, key=lambda k: state.peaks[k])
