@@ -32,9 +32,11 @@ import os
 import secrets
 import stat
 import tarfile
+import threading
 import time
 import zlib
 from collections.abc import Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -52,10 +54,10 @@ from efs_layout.lock import DEFAULT_TIMEOUT, release_lock
 from efs_layout.release import ReleaseResult, Staging, existing_release, publish, staging
 from efs_layout.stamp import ManifestEntry, Stamp, StampError, parse_stamp
 from efs_layout.store import (
+    IO_WORKERS,
     commit_parts,
-    link_from_store,
+    link_release,
     store_has,
-    store_has_entry,
     write_part,
 )
 from efs_layout.verify import CHUNK_SIZE, MAX_STAMP_BYTES
@@ -137,8 +139,6 @@ class _ParallelGzipWriter(io.RawIOBase):
     BLOCK = 16 * 1024 * 1024
 
     def __init__(self, sink: IO[bytes], level: int) -> None:
-        from concurrent.futures import Future, ThreadPoolExecutor
-
         self._sink = sink
         self._level = level
         self._buffer = bytearray()
@@ -405,23 +405,30 @@ def unpack_bundle_stream(
     *,
     expected_release_id: str | None = None,
     lock_timeout: float = DEFAULT_TIMEOUT,
+    lock_lease: float | None = None,
 ) -> ReleaseResult:
     """Publish the release in a bundle read from ``stream`` as ``releases/<id>``, atomically.
 
     One pass over the bytes as they arrive (the syncer hands in the S3 download itself, so
     the bundle is never stored and read again): the stream is hashed while members are
     checked one by one (UnsafeBundleMember, BundleManifestMismatch, BundleError) and their
-    content, hashed against the manifest, is written to part files. Only when the stream
-    has ended and its sha256 equals ``expected_sha256`` are the parts committed to the
-    store (one file-system sync for all of them) and the release linked, stamped and
-    renamed into place; otherwise BundleChecksumMismatch, which also outranks any error a
-    damaged stream caused on the way, and nothing stays behind.
+    content, hashed against the manifest, is written to part files on a few threads.
+    Parts get their store names in batches (one file-system sync per batch): each was
+    verified against its own hash, so the store's rule that a name is its content holds
+    even before the whole stream is. Only when the stream has ended and its sha256 equals
+    ``expected_sha256`` is the release linked, stamped and renamed into place; otherwise
+    BundleChecksumMismatch, which also outranks any error a damaged stream caused on the
+    way, and what this attempt stored is removed again. A syncer stopped by its timeout
+    leaves its committed parts in the store: the next attempt does not write them again,
+    and the garbage collector removes them if no release ever links them.
 
     Manifest files the tar does not carry (a delta bundle) are linked from the store if
     it holds them, checked under the lock so the garbage collector cannot remove them in
     between; if it does not, the bundle is refused (BundleManifestMismatch naming the
     first such path). Same id with the same manifest is a no-op (already_present), with
-    another manifest ReleaseConflict. Takes release_lock().
+    another manifest ReleaseConflict. Takes release_lock(), with ``lock_lease`` (the
+    caller's remaining lifetime, e.g. a Lambda's) so a waiter can take it over once the
+    caller cannot be running any more.
     """
     expected = expected_sha256.strip().lower()
     if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
@@ -442,7 +449,7 @@ def unpack_bundle_stream(
         return None
 
     ensure_tree(root)
-    with release_lock(root, timeout=lock_timeout):
+    with release_lock(root, timeout=lock_timeout, lease=lock_lease):
         try:
             return _unpack_locked(root, hashed, expected, expected_release_id)
         except BundleChecksumMismatch:
@@ -477,29 +484,30 @@ def _unpack_locked(
         present = existing_release(root, stamp)
         if present is not None:
             return present
-        with staging(root) as area:
+        with staging(root) as area, ThreadPoolExecutor(max_workers=IO_WORKERS) as pool:
             clock = _Stopwatch()
-            parts, written = _ingest_members(root, tar, members, stamp, area)
+            sizes = _sizes(stamp)
+            ingest = _Ingest(root, area, pool, store_has(root, sizes, sizes=sizes), sizes)
+            ingest.members(tar, members, stamp)
             actual = hashed.drain()
             if actual != expected:
                 raise BundleChecksumMismatch(f"bundle sha256 is {actual}, expected {expected}")
             clock.lap("stream")
-            area.stored.extend(commit_parts(root, parts))
+            ingest.commit()
             clock.lap("commit")
-            for entry in stamp.manifest:
-                link_from_store(root, entry, area.release_dir)
+            copies = link_release(root, stamp.manifest, area.release_dir, pool)
             clock.lap("link")
             result = publish(
                 root,
                 area.release_dir,
                 stamp,
                 stamp_bytes,
-                bytes_written=written,
-                files_written=len(parts),
+                bytes_written=ingest.written_bytes,
+                files_written=ingest.written_files,
                 contents_verified=True,
             )
             clock.lap("check")
-            return dataclasses.replace(result, timings=clock.laps)
+            return dataclasses.replace(result, timings=clock.laps, private_copies=copies)
 
 
 class _Stopwatch:
@@ -515,58 +523,142 @@ class _Stopwatch:
         self._last = now
 
 
-def _ingest_members(
-    root: PathLike,
-    tar: tarfile.TarFile,
-    members: Iterator[tuple[str, tarfile.TarInfo]],
-    stamp: Stamp,
-    area: Staging,
-) -> tuple[dict[str, Path], int]:
-    """Write every member the store lacks to a verified part file; check the rest is there.
-
-    Returns the part files by sha256 and the bytes they hold. Members whose content the
-    store (or an earlier member) already has are skipped unread, as before.
-    """
-    by_path = {entry.path: entry for entry in stamp.manifest}
-    seen: set[str] = set()
-    parts: dict[str, Path] = {}
-    written = 0
-    for name, member in members:
-        entry = by_path.get(name)
-        if entry is None:
-            raise BundleManifestMismatch(f"{member.name} is not in the bundle's manifest")
-        if name in seen:
-            raise BundleManifestMismatch(f"{member.name} appears twice in the bundle")
-        seen.add(name)
-        if member.size != entry.size:
-            raise BundleManifestMismatch(f"{name}: size {member.size}, manifest says {entry.size}")
-        if entry.sha256 in parts or store_has_entry(root, entry):
-            continue
-        reader = tar.extractfile(member)
-        if reader is None:
-            raise BundleError(f"{member.name} has no content")
-        parts[entry.sha256] = write_part(
-            root, _GuardedReader(reader), entry, area.incoming, BundleManifestMismatch
-        )
-        written += entry.size
-    _check_absent_in_store(root, [by_path[p] for p in sorted(set(by_path) - seen)])
-    return parts, written
+def _sizes(stamp: Stamp) -> dict[str, int]:
+    """Size by sha256 for the manifest (the first entry's, for a hash listed twice)."""
+    sizes: dict[str, int] = {}
+    for entry in stamp.manifest:
+        sizes.setdefault(entry.sha256, entry.size)
+    return sizes
 
 
-def _check_absent_in_store(root: PathLike, absent: list[ManifestEntry]) -> None:
+# Members up to this size are read into memory and written by the pool; larger ones are
+# streamed by the reading thread, so memory stays bounded by _MAX_PENDING of them.
+_SMALL_MEMBER = 1 << 20
+_MAX_PENDING = 64
+# Part files are given their store names in batches of this many while the stream is
+# still being read: a syncer stopped by its timeout leaves them in the store, and the
+# next attempt skips them (it only has to write what is still missing).
+COMMIT_BATCH = 2000
+
+
+class _Ingest:
+    """The member writes of one unpack: verified part files on a pool, committed in batches."""
+
+    def __init__(
+        self,
+        root: PathLike,
+        area: Staging,
+        pool: ThreadPoolExecutor,
+        held: set[str],
+        sizes: dict[str, int],
+    ) -> None:
+        self.root = root
+        self.sizes = sizes
+        self.area = area
+        self.pool = pool
+        self.held = held  # hashes the store had when the unpack began (asked once, in parallel)
+        self.written_bytes = 0
+        self.written_files = 0
+        self._pending: list[tuple[str, Future[Path]]] = []
+        self._slots = threading.BoundedSemaphore(_MAX_PENDING)
+        self._uncommitted: dict[str, Path] = {}
+        self._seen_hashes: set[str] = set()
+
+    def members(
+        self,
+        tar: tarfile.TarFile,
+        members: Iterator[tuple[str, tarfile.TarInfo]],
+        stamp: Stamp,
+    ) -> None:
+        """Write every member the store lacks to a verified part; check the rest is there.
+
+        Members whose content the store (or an earlier member) already has are skipped
+        unread.
+        """
+        by_path = {entry.path: entry for entry in stamp.manifest}
+        seen: set[str] = set()
+        for name, member in members:
+            entry = by_path.get(name)
+            if entry is None:
+                raise BundleManifestMismatch(f"{member.name} is not in the bundle's manifest")
+            if name in seen:
+                raise BundleManifestMismatch(f"{member.name} appears twice in the bundle")
+            seen.add(name)
+            if member.size != entry.size:
+                raise BundleManifestMismatch(
+                    f"{name}: size {member.size}, manifest says {entry.size}"
+                )
+            if entry.sha256 in self._seen_hashes or entry.sha256 in self.held:
+                continue
+            self._seen_hashes.add(entry.sha256)
+            reader = tar.extractfile(member)
+            if reader is None:
+                raise BundleError(f"{member.name} has no content")
+            self._write(_GuardedReader(reader), entry)
+            if len(self._pending) >= COMMIT_BATCH:
+                self._commit_pending()
+        self._collect()
+        absent = [by_path[p] for p in sorted(set(by_path) - seen)]
+        # Content this bundle carries under another path is in the store by commit time.
+        _check_absent_in_store(self.held | self._seen_hashes, self.sizes, absent)
+
+    def _write(self, reader: _GuardedReader, entry: ManifestEntry) -> None:
+        if entry.size > _SMALL_MEMBER:
+            part = write_part(self.root, reader, entry, self.area.incoming, BundleManifestMismatch)
+            self._pending.append((entry.sha256, _done(part)))
+        else:
+            data = io.BytesIO(reader.read(entry.size + 1))
+            self._slots.acquire()
+            try:
+                future = self.pool.submit(
+                    write_part, self.root, data, entry, self.area.incoming, BundleManifestMismatch
+                )
+            except BaseException:
+                self._slots.release()
+                raise
+            future.add_done_callback(lambda _: self._slots.release())
+            self._pending.append((entry.sha256, future))
+        self.written_bytes += entry.size
+        self.written_files += 1
+
+    def _collect(self) -> None:
+        """Wait for every pending part; the first failure is raised once all have ended."""
+        error: BaseException | None = None
+        for sha256, future in self._pending:
+            try:
+                self._uncommitted[sha256] = future.result()
+            except BaseException as exc:  # re-raised below, once every write has ended
+                error = error or exc
+        self._pending.clear()
+        if error is not None:
+            raise error
+
+    def _commit_pending(self) -> None:
+        self._collect()
+        self.commit()
+
+    def commit(self) -> None:
+        """Give the parts written so far their store names (durable first, then named)."""
+        self.area.stored.extend(commit_parts(self.root, self._uncommitted, self.pool))
+        self._uncommitted.clear()
+
+
+def _done(value: Path) -> Future[Path]:
+    future: Future[Path] = Future()
+    future.set_result(value)
+    return future
+
+
+def _check_absent_in_store(
+    held: set[str], sizes: dict[str, int], absent: list[ManifestEntry]
+) -> None:
     """Refuse a delta bundle whose left-out files the store does not hold.
 
-    Runs under release_lock() (unpack_bundle holds it), which collect_garbage() and
-    delete_release() take too: a store file found here cannot be collected before it is
-    linked, and once linked its link count keeps it.
+    ``held`` was asked of the store under release_lock() (unpack_bundle holds it), which
+    collect_garbage() and delete_release() take too: a store file found then cannot be
+    collected before it is linked, and once linked its link count keeps it.
     """
-    if not absent:
-        return
-    sizes: dict[str, int] = {}
-    for entry in absent:
-        sizes.setdefault(entry.sha256, entry.size)
-    held = store_has(root, sizes, sizes=sizes)
-    # store_has() checked the first size listed for each hash; a second entry with the
+    # held was asked with the first size listed for each hash; a second entry with the
     # same hash but another size cannot be that file.
     lacking = [e for e in absent if e.sha256 not in held or sizes[e.sha256] != e.size]
     if lacking:

@@ -42,6 +42,7 @@ from efs_layout.store import (
     collect_garbage_locked,
     ingest_file,
     link_from_store,
+    sync_filesystem,
 )
 from efs_layout.verify import check_directory, parallel_map, sha256_bytes, sha256_file
 
@@ -78,6 +79,8 @@ class ReleaseResult:
     files_written_to_store: int
     # Seconds per stage of the write (e.g. stream, commit, link, check), where measured.
     timings: Mapping[str, float] = field(default_factory=dict, hash=False)
+    # Files copied instead of linked: their store file had the file system's link limit.
+    private_copies: int = 0
 
 
 @dataclass(frozen=True)
@@ -307,13 +310,18 @@ def assemble_release(
         with staging(root) as area:
             written = 0
             files_written = 0
+            at_limit: set[str] = set()  # store files with EFS's 177 links already
+            copies = 0
             for entry in stamp.manifest:
                 source_file = files[entry.path]
                 if ingest_file(root, source_file, entry, area.incoming, ReleaseContentError):
                     area.stored.append(store_path(root, entry.sha256))
                     written += entry.size
                     files_written += 1
-                link_from_store(root, entry, area.release_dir)
+                if link_from_store(root, entry, area.release_dir, at_limit=at_limit):
+                    copies += 1
+            if copies:
+                sync_filesystem(area.release_dir)
             return publish(
                 root,
                 area.release_dir,

@@ -8,12 +8,23 @@ them all durable with one syncfs(2) before any of them gets its name: the same g
 for one round trip instead of two fsyncs per file.
 Releases hard-link to store files; a store file with a link count of 1 is referenced by
 no release and no staging directory, and the collector removes it.
+
+EFS allows at most 177 hard links to one file (EMLINK beyond). Every empty
+``__init__.py`` of a lib/ has the same content, so one release alone can need more than
+that: past the limit a release gets a private, hash-checked copy of the store file
+instead of a link (link_release()). Copies are the files nobody shares anyway (empty or
+tiny ones, mostly); they go with their release, and the collector never sees them.
+
+On EFS every metadata operation is a network round trip (writes 2.7 ms or more), so the
+many-file steps (part writes, renames, links) run on a few threads: the latency of one
+operation overlaps the others instead of adding up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import os
 import re
@@ -21,10 +32,11 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from efs_layout.errors import EfsLayoutError
 from efs_layout.layout import (
@@ -44,10 +56,17 @@ from efs_layout.verify import CHUNK_SIZE
 # lock is taken over after 16 minutes).
 DEFAULT_TMP_MAX_AGE = 3600.0
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # store_has(): below this many hashes a thread pool costs more than it saves.
 _PARALLEL_THRESHOLD = 64
 _STAT_WORKERS = 16
+# Threads for the per-file writes of an unpack (part files, renames, links). NFS clients
+# keep many requests in flight on one mount; 16 hides most of the 2.7 ms per write op.
+IO_WORKERS = 16
+# "You can have up to 177 hard links in a file" (EFS troubleshooting guide).
+EFS_MAX_LINKS = 177
 
 
 class Readable(Protocol):
@@ -115,8 +134,6 @@ def store_has(
 
     if len(wanted) < _PARALLEL_THRESHOLD:
         return set(present(wanted))
-    from concurrent.futures import ThreadPoolExecutor
-
     batches = [wanted[i::_STAT_WORKERS] for i in range(_STAT_WORKERS)]
     with ThreadPoolExecutor(max_workers=_STAT_WORKERS) as pool:
         return {sha256 for found in pool.map(present, batches) for sha256 in found}
@@ -215,28 +232,54 @@ def sync_filesystem(path: PathLike) -> None:
         os.close(fd)
 
 
-def commit_parts(root: PathLike, parts: Mapping[str, Path]) -> list[Path]:
+def commit_parts(
+    root: PathLike, parts: Mapping[str, Path], pool: ThreadPoolExecutor | None = None
+) -> list[Path]:
     """Give each part file (by sha256) its store name, once all are durable; return the names.
 
     One sync before the renames keeps the store's rule that a name is never on partial
-    data; one after makes the names durable. A part whose hash the store gained in the
-    meantime is dropped (writers hold the release lock, so only a crashed writer's file
-    could be there, with the same verified content).
+    data; one after makes the names durable. The renames run on ``pool`` when given. A
+    name that exists already is replaced: writers hold the release lock, so only a
+    crashed writer's file could be there, with the same verified content, and releases
+    that link it keep their inode.
     """
     if not parts:
         return []
     sync_filesystem(root)
-    stored: list[Path] = []
-    for sha256, part in parts.items():
-        target = store_path(root, sha256)
-        make_dirs(target.parent)
-        if os.path.lexists(target):
-            part.unlink(missing_ok=True)
-            continue
-        os.rename(part, target)
-        stored.append(target)
+    targets = {sha256: store_path(root, sha256) for sha256 in parts}
+    for bucket in sorted({target.parent for target in targets.values()}):
+        make_dirs(bucket)
+
+    def rename(sha256: str) -> Path:
+        os.rename(parts[sha256], targets[sha256])
+        return targets[sha256]
+
+    stored = _run_all(rename, list(parts), pool)
     sync_filesystem(root)
     return stored
+
+
+def _run_all(
+    work: Callable[[_T], _R], items: Sequence[_T], pool: ThreadPoolExecutor | None
+) -> list[_R]:
+    """``work`` on every item, on ``pool`` if given; the first error is raised after all ran.
+
+    Waiting for every task before raising keeps a failed step from leaving threads still
+    writing into a staging directory that the caller is about to remove.
+    """
+    if pool is None:
+        return [work(item) for item in items]
+    futures = [pool.submit(work, item) for item in items]
+    results: list[_R] = []
+    error: BaseException | None = None
+    for future in futures:
+        try:
+            results.append(future.result())
+        except BaseException as exc:  # re-raised below, once every task has ended
+            error = error or exc
+    if error is not None:
+        raise error
+    return results
 
 
 def ingest_file(
@@ -253,11 +296,60 @@ def ingest_file(
         return ingest_stream(root, reader, entry, incoming, mismatch)
 
 
-def link_from_store(root: PathLike, entry: ManifestEntry, release_dir: Path) -> None:
-    """Hard-link the store file of ``entry`` to ``release_dir/entry.path``."""
+def link_from_store(
+    root: PathLike, entry: ManifestEntry, release_dir: Path, *, at_limit: set[str] | None = None
+) -> bool:
+    """Hard-link the store file of ``entry`` to ``release_dir/entry.path``.
+
+    Where the store file has as many links as the file system allows (EMLINK: 177 on
+    EFS), the target gets a private copy instead, hashed against the entry as it is
+    written; True then. The copy is not synced: the caller syncs once before it
+    publishes. ``at_limit`` remembers hashes found at the limit, so later entries of the
+    same content skip the link that would fail.
+    """
     target = release_dir / entry.path
-    make_dirs(target.parent)
-    os.link(store_path(root, entry.sha256), target)
+    if not target.parent.is_dir():
+        make_dirs(target.parent)
+    source = store_path(root, entry.sha256)
+    if at_limit is None or entry.sha256 not in at_limit:
+        try:
+            os.link(source, target)
+            return False
+        except OSError as exc:
+            if exc.errno != errno.EMLINK:
+                raise
+        if at_limit is not None:
+            at_limit.add(entry.sha256)
+    with open(source, "rb") as reader:
+        temp = _write_verified(reader, entry, target.parent, EfsLayoutError, durable=False)
+    os.rename(temp, target)
+    return True
+
+
+def link_release(
+    root: PathLike,
+    manifest: Sequence[ManifestEntry],
+    release_dir: Path,
+    pool: ThreadPoolExecutor | None = None,
+) -> int:
+    """Link every manifest file from the store into ``release_dir``; return the copies made.
+
+    Directories first (in order, each once), then the links on ``pool``. Files past the
+    link limit become private copies (link_from_store()), and if there are any the file
+    system is synced once, so the release is durable before it is published.
+    """
+    for directory in sorted({(release_dir / e.path).parent for e in manifest}):
+        make_dirs(directory)
+    at_limit: set[str] = set()
+    copied = _run_all(
+        lambda entry: link_from_store(root, entry, release_dir, at_limit=at_limit),
+        list(manifest),
+        pool,
+    )
+    copies = sum(copied)
+    if copies:
+        sync_filesystem(release_dir)
+    return copies
 
 
 def collect_garbage(

@@ -19,6 +19,7 @@ from typing import Any
 
 from ci import paths
 from ci.aws import client
+from local.dataplane.runner import EFS_ROOTS_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CODE_CACHE = REPO_ROOT / ".state" / "code"
@@ -72,6 +73,9 @@ class FunctionSpec:
         env["AWS_LAMBDA_FUNCTION_NAME"] = self.name
         env["AWS_LAMBDA_FUNCTION_VERSION"] = self.version
         env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(self.memory_mb)
+        if self.mounts:
+            # The runner enforces EFS's hard-link limit in these folders.
+            env[EFS_ROOTS_VARIABLE] = os.pathsep.join(str(m.host_path) for m in self.mounts)
         return env
 
     def _map_path(self, value: str) -> str:
