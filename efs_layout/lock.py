@@ -7,7 +7,10 @@ died (a Lambda is killed after at most 15 minutes) and is taken over. A lock who
 ran under this kernel and pid namespace (boot id + pid namespace, written into the lock)
 and whose process is gone is taken over at once: a syncer killed mid-unpack on this machine
 would otherwise block every publish for 16 minutes. Lambda sandboxes are separate VMs with
-boot ids of their own, so between sandboxes only the age counts.
+boot ids of their own, so between sandboxes a holder that knows its deadline writes it
+into the lock (``lease``: a Lambda's remaining time), and the lock is taken over as soon
+as that deadline has passed, since Lambda has stopped the holder by then. Without a lease
+only the age counts.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ log = logging.getLogger(__name__)
 # Lambda's hard limit is 900 s; a minute more covers clock skew between sandboxes.
 DEFAULT_STALE_AFTER = 960.0
 DEFAULT_TIMEOUT = 60.0
+# A lease is trusted this long past its end: clocks of Lambda sandboxes (Amazon Time Sync)
+# differ by far less, and a holder's last write may land just after its deadline.
+LEASE_GRACE = 30.0
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -59,7 +65,7 @@ def _pid_namespace() -> str | None:
     return f"{boot_id}/{namespace}" if boot_id and namespace else None
 
 
-def _payload(token: str) -> tuple[bytes, float]:
+def _payload(token: str, lease: float | None) -> tuple[bytes, float]:
     now = time.time()
     body: dict[str, object] = {
         "pid": os.getpid(),
@@ -67,6 +73,8 @@ def _payload(token: str) -> tuple[bytes, float]:
         "time": now,
         "token": token,
     }
+    if lease is not None:
+        body["expires"] = now + lease
     namespace = _pid_namespace()
     if namespace is not None:
         body["pid_namespace"] = namespace
@@ -94,6 +102,14 @@ def _holder_is_dead(holder: dict[str, object] | None) -> bool:
     except OSError:
         return False
     return False
+
+
+def _lease_ended(holder: dict[str, object] | None) -> bool:
+    """True when the holder wrote a deadline into the lock and it has passed (with grace)."""
+    expires = holder.get("expires") if holder is not None else None
+    if not isinstance(expires, int | float) or isinstance(expires, bool):
+        return False
+    return time.time() > float(expires) + LEASE_GRACE
 
 
 def _read_holder(path: Path) -> tuple[dict[str, object] | None, float | None]:
@@ -159,13 +175,16 @@ def release_lock(
     timeout: float = DEFAULT_TIMEOUT,
     stale_after: float = DEFAULT_STALE_AFTER,
     poll_interval: float = 0.2,
+    lease: float | None = None,
 ) -> Iterator[LockInfo]:
     """Hold ``<root>/locks/<name>.lock`` for the duration of the ``with`` block.
 
     Waits up to ``timeout`` seconds, then raises LockBusy. A lock whose holder wrote it
-    more than ``stale_after`` seconds ago, or whose holder is known dead (same kernel and
-    pid namespace, process gone), is taken over. The lock is not re-entrant: a
-    holder that asks again waits for itself and times out.
+    more than ``stale_after`` seconds ago, whose holder's lease has ended, or whose holder
+    is known dead (same kernel and pid namespace, process gone), is taken over. ``lease``
+    is how long this holder can live at most (a Lambda's remaining time): a waiter takes
+    over once it has passed. The lock is not re-entrant: a holder that asks again waits
+    for itself and times out.
     """
     if not _NAME_RE.fullmatch(name):
         raise ValueError(f"not a valid lock name: {name!r}")
@@ -175,7 +194,7 @@ def release_lock(
     token = secrets.token_hex(16)
     deadline = time.monotonic() + timeout
     while True:
-        payload, acquired_at = _payload(token)
+        payload, acquired_at = _payload(token, lease)
         if _try_create(path, payload):
             break
         holder, mtime = _read_holder(path)
@@ -184,6 +203,10 @@ def release_lock(
         since = written if isinstance(written, int | float) else mtime
         if since is not None and time.time() - float(since) > stale_after:
             log.warning("lock %s: taking over stale lock of %s", path, _describe(holder))
+            _take_over(path, holder.get("token") if holder is not None else None)
+            continue
+        if _lease_ended(holder):
+            log.warning("lock %s: the lease of %s has ended", path, _describe(holder))
             _take_over(path, holder.get("token") if holder is not None else None)
             continue
         if _holder_is_dead(holder):

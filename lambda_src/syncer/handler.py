@@ -24,13 +24,22 @@ def handle(event: dict[str, Any], context: object) -> dict[str, Any]:
             return request.to_dict()
         if not isinstance(request, SyncRequest):
             return run_local(_root(), request).to_dict()
-        return _sync(request).to_dict()
+        return _sync(request, _remaining_seconds(context)).to_dict()
     except Exception as exc:  # answer the pipeline rather than die with a trace
         LOG.exception("unhandled error")
         return Outcome("error", "internal_error", f"{type(exc).__name__}: {exc}", {}).to_dict()
 
 
-def _sync(request: SyncRequest) -> Outcome:
+def _remaining_seconds(context: object) -> float | None:
+    """How long Lambda lets this invocation run; None without a Lambda context."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    millis = remaining()
+    return max(0.0, float(millis) / 1000.0) if isinstance(millis, int | float) else None
+
+
+def _sync(request: SyncRequest, lease: float | None) -> Outcome:
     import boto3  # in the Lambda runtime; imported here so list/check need no AWS
 
     from lambda_src.syncer.download import S3Stream
@@ -39,6 +48,6 @@ def _sync(request: SyncRequest) -> Outcome:
     # never stored in /tmp, and it is read once.
     stream = S3Stream(boto3.client("s3"), request.bucket, request.key)
     try:
-        return publish(_root(), cast(IO[bytes], stream), request)
+        return publish(_root(), cast(IO[bytes], stream), request, lease)
     finally:
         stream.close()

@@ -119,9 +119,13 @@ def parse_request(event: Any) -> Request | Outcome:
     return SyncRequest(bucket, key, sha.lower(), release_id)
 
 
-def publish(root: Path, bundle: Path | IO[bytes], request: SyncRequest) -> Outcome:
+def publish(
+    root: Path, bundle: Path | IO[bytes], request: SyncRequest, lease: float | None = None
+) -> Outcome:
     """Unpack a bundle (a file, or the S3 download as it streams in) onto EFS.
 
+    ``lease`` is how long this syncer can still run (Lambda's remaining time): the EFS
+    lock carries it, so after a timeout the next sync takes the lock over at once.
     Every failure becomes a refusal, never a raise.
     """
     started = time.perf_counter()
@@ -129,11 +133,19 @@ def publish(root: Path, bundle: Path | IO[bytes], request: SyncRequest) -> Outco
         if isinstance(bundle, Path):
             with bundle.open("rb") as stream:
                 result = unpack_bundle_stream(
-                    root, stream, request.sha256, expected_release_id=request.release_id
+                    root,
+                    stream,
+                    request.sha256,
+                    expected_release_id=request.release_id,
+                    lock_lease=lease,
                 )
         else:
             result = unpack_bundle_stream(
-                root, bundle, request.sha256, expected_release_id=request.release_id
+                root,
+                bundle,
+                request.sha256,
+                expected_release_id=request.release_id,
+                lock_lease=lease,
             )
     except DownloadFailed as exc:
         return _refused("download_failed", f"s3://{request.bucket}/{request.key}: {exc}")
@@ -167,6 +179,7 @@ def publish(root: Path, bundle: Path | IO[bytes], request: SyncRequest) -> Outco
             "bytes_written_to_store": result.bytes_written_to_store,
             "files_total": result.files_total,
             "files_written_to_store": result.files_written_to_store,
+            "files_copied_past_link_limit": result.private_copies,
             "seconds": {
                 **{step: round(s, 3) for step, s in result.timings.items()},
                 "total": round(time.perf_counter() - started, 3),

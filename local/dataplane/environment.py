@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -83,13 +84,19 @@ class ExecutionEnvironment:
         """True while the runner process runs."""
         return self._proc.poll() is None
 
-    def invoke(self, event: Any) -> Invocation:
+    def invoke(self, event: Any, request_id: str | None = None) -> Invocation:
         """Send one event and wait for its result, at most the function's timeout."""
         if not self.alive():
             raise EnvironmentDied("the environment has exited")
         assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(json.dumps({"event": event}) + "\n")
+            deadline_ms = (time.time() + float(self.spec.timeout_s)) * 1000
+            request = {
+                "event": event,
+                "deadline_ms": deadline_ms,
+                "request_id": request_id or str(uuid.uuid4()),
+            }
+            self._proc.stdin.write(json.dumps(request) + "\n")
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             self.kill()

@@ -104,7 +104,7 @@ class FunctionPool:
         cold = environment.init_ms is not None
         log.write(f"START RequestId: {request_id} Version: {spec.version}\n")
         try:
-            result = environment.invoke(event)
+            result = environment.invoke(event, request_id)
         except InvocationTimeout:
             self._forget(environment)
             log.write(f"{request_id} Task timed out after {spec.timeout_s:.2f} seconds\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from efs_layout import LockBusy, StampFields, assemble_release, release_lock
+from efs_layout.lock import LEASE_GRACE
 
 SourceFactory = Callable[..., Path]
 
@@ -64,6 +65,38 @@ def test_fresh_lock_is_not_taken_over(root: Path) -> None:
     with pytest.raises(LockBusy, match="busy"), release_lock(root, timeout=0.1, stale_after=3600):
         pass
     assert json.loads(lock.read_text())["token"] == "alive"
+
+
+def _other_sandbox_lock(root: Path, **fields: object) -> Path:
+    """A lock written by a syncer in another Lambda sandbox: pid unknowable from here."""
+    lock = root / "locks" / "releases.lock"
+    lock.parent.mkdir(parents=True)
+    holder = {"pid": 8, "hostname": "169.254.10.1", "time": time.time() - 900, "token": "t"}
+    lock.write_text(json.dumps({**holder, **fields}))
+    return lock
+
+
+def test_a_lock_whose_lease_ended_is_taken_over_at_once(root: Path) -> None:
+    # A syncer stopped by Lambda's 900 s timeout: its lease (the remaining time it had)
+    # has ended, so the next sync need not wait out the 16-minute age rule.
+    lock = _other_sandbox_lock(root, expires=time.time() - LEASE_GRACE - 1)
+    with release_lock(root, timeout=0) as info:
+        assert json.loads(lock.read_text())["token"] == info.token
+
+
+def test_a_lock_within_its_lease_is_respected(root: Path) -> None:
+    lock = _other_sandbox_lock(root, expires=time.time() + 60)
+    with pytest.raises(LockBusy), release_lock(root, timeout=0.1):
+        pass
+    assert json.loads(lock.read_text())["token"] == "t"
+
+
+def test_a_holder_writes_its_lease(root: Path) -> None:
+    with release_lock(root, lease=120) as info:
+        content = json.loads(info.path.read_text())
+        assert 0 < content["expires"] - content["time"] <= 120
+    with release_lock(root) as info:
+        assert "expires" not in json.loads(info.path.read_text())
 
 
 def test_unreadable_stale_lock_is_judged_by_mtime(root: Path) -> None:

@@ -200,3 +200,46 @@ def test_publish_reports_where_the_time_went(tmp_path: Path) -> None:
     seconds = outcome.details["seconds"]
     assert set(seconds) == {"stream", "commit", "link", "check", "total"}
     assert seconds["total"] >= sum(v for k, v in seconds.items() if k != "total")
+
+
+class _Context:
+    """Lambda's context, as far as the syncer reads it."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_the_lock_carries_the_syncers_remaining_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a timeout the next sync takes the lock over once this lease has ended,
+    # instead of after the 16-minute age rule.
+    import efs_layout.bundle as bundle_module
+
+    leases: list[float | None] = []
+    real_lock = bundle_module.release_lock
+
+    def recording_lock(*args: Any, **kwargs: Any) -> Any:
+        leases.append(kwargs.get("lease"))
+        return real_lock(*args, **kwargs)
+
+    monkeypatch.setattr(bundle_module, "release_lock", recording_lock)
+    root = tmp_path / "efs"
+    monkeypatch.setenv("EFS_MOUNT_PATH", str(root))
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    rid = "20261125T120000Z-abcdef1"
+    path, sha = bundle_for(tmp_path, rid, {"w": 1})
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="artifacts")
+        s3.upload_file(str(path), "artifacts", "r.tar.gz")
+        event = {"bucket": "artifacts", "key": "r.tar.gz", "sha256": sha}
+        assert handler.handle(event, _Context(300_000))["status"] == "created"
+    assert leases == [300.0]

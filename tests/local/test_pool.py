@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import errno
 import hashlib
 import io
 import time
@@ -16,10 +18,22 @@ from local.dataplane.functions import FunctionSpec, Mount
 from local.dataplane.pool import FunctionPool
 
 HANDLER = """
-import os, time
+import errno, os, time
 def handle(event, context):
     if event.get("crash"):
         os._exit(3)
+    if event.get("context"):
+        return {"remaining_ms": context.get_remaining_time_in_millis(),
+                "request_id": context.aws_request_id}
+    if event.get("links"):
+        efs = os.environ["EFS_MOUNT_PATH"]
+        open(os.path.join(efs, "f"), "w").close()
+        try:
+            for i in range(event["links"]):
+                os.link(os.path.join(efs, "f"), os.path.join(efs, f"l{i}"))
+        except OSError as exc:
+            return {"refused_at": i, "errno": exc.errno}
+        return {"refused_at": None}
     time.sleep(event.get("sleep", 0))
     return {"statusCode": 200, "body": os.environ.get("EFS_MOUNT_PATH", "")}
 """
@@ -142,3 +156,30 @@ def test_response_mapping() -> None:
 def test_token_bucket_admits_a_burst_then_the_rate() -> None:
     bucket = apigw.TokenBucket(rate=1.0, burst=3)
     assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+
+
+def test_the_handler_gets_lambdas_context(spec: FunctionSpec, tmp_path: Path) -> None:
+    pool = FunctionPool(lambda: spec, tmp_path / "logs")
+    try:
+        outcome = pool.invoke({"context": True})
+        assert outcome.kind == "ok"
+        assert 0 < outcome.payload["remaining_ms"] <= spec.timeout_s * 1000
+        assert outcome.payload["request_id"]
+    finally:
+        pool.close()
+
+
+def test_efs_folders_refuse_the_178th_hard_link(spec: FunctionSpec, tmp_path: Path) -> None:
+    # EFS allows 177 links per file; the host file system tens of thousands.
+    writable = dataclasses.replace(
+        spec, mounts=(Mount("/mnt/ml", tmp_path / "efs", read_only=False),)
+    )
+    (tmp_path / "efs").mkdir()
+    pool = FunctionPool(lambda: writable, tmp_path / "logs")
+    try:
+        outcome = pool.invoke({"links": 200})
+        assert outcome.kind == "ok", outcome
+        assert outcome.payload == {"refused_at": 176, "errno": errno.EMLINK}
+        assert (tmp_path / "efs" / "f").stat().st_nlink == 177
+    finally:
+        pool.close()
