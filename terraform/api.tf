@@ -75,7 +75,7 @@ resource "aws_apigatewayv2_authorizer" "jwt" {
 }
 
 resource "aws_apigatewayv2_route" "inference" {
-  #checkov:skip=CKV_AWS_309:Authorization is var.api_authorizer (none|jwt|iam). The default "none" is deliberate: the stack is a public demo page calling the API from the browser with no sign-in; the stage throttle and the reserved concurrency bound what an anonymous caller can spend. Set api_authorizer to jwt or iam to close it.
+  #checkov:skip=CKV_AWS_309:Authorization is var.api_authorizer (none|jwt|iam). The default "none" is deliberate: the stack is a public demo page calling the API from the browser with no sign-in; the stage throttle (and the reserved concurrency, where var.inference_reserved_concurrency turns it on) bound what an anonymous caller can spend. Set api_authorizer to jwt or iam to close it.
   for_each = toset(local.api_routes)
 
   api_id             = aws_apigatewayv2_api.http.id

@@ -25,6 +25,7 @@ resource "aws_lambda_function" "inference" {
   #checkov:skip=CKV_AWS_50:Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords on "*" (no resource-level form) in the role, and bills per trace past the free tier; the API access log and the REPORT lines in the function log give latency per request
   #checkov:skip=CKV_AWS_173:The environment holds no secrets (mount path, release id, bucket name) and Lambda encrypts it at rest with an AWS-managed key; a customer-managed key would cost 1 USD a month for nothing
   #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile and signed zips uploaded through S3; here Terraform deploys the zips `make package` builds from the reviewed repository, from CI on main through OIDC
+  #checkov:skip=CKV_AWS_115:Reserved concurrency is var.inference_reserved_concurrency, null by default: AWS refuses a reservation that leaves fewer than 100 unreserved executions, and new accounts have a quota of about 10, so a default reservation fails the first apply; the API stage throttle caps the cost instead, and the variable turns the reservation on where the quota allows
   function_name    = local.inference_function_name
   description      = "Serves predictions from the release on EFS named by RELEASE_ID"
   role             = aws_iam_role.inference.arn
@@ -37,7 +38,7 @@ resource "aws_lambda_function" "inference" {
   timeout          = var.inference_timeout_s
   publish          = true
 
-  # The hard cap on parallel executions, and so on cost.
+  # Off by default (null): see the variable. The API stage throttle caps the cost.
   reserved_concurrent_executions = var.inference_reserved_concurrency
 
   vpc_config {
@@ -89,6 +90,7 @@ resource "aws_lambda_function" "syncer" {
   #checkov:skip=CKV_AWS_50:Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords on "*" (no resource-level form) in the role, and bills per trace past the free tier; the API access log and the REPORT lines in the function log give latency per request
   #checkov:skip=CKV_AWS_173:The environment holds no secrets (mount path, release id, bucket name) and Lambda encrypts it at rest with an AWS-managed key; a customer-managed key would cost 1 USD a month for nothing
   #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile and signed zips uploaded through S3; here Terraform deploys the zips `make package` builds from the reviewed repository, from CI on main through OIDC
+  #checkov:skip=CKV_AWS_115:Reserved concurrency is var.syncer_reserved_concurrency, null by default: AWS refuses a reservation that leaves fewer than 100 unreserved executions, and new accounts have a quota of about 10, so a default reservation fails the first apply; the API stage throttle caps the cost instead, and the variable turns the reservation on where the quota allows
   function_name    = local.syncer_function_name
   description      = "Unpacks a release bundle from S3 onto EFS, verified and atomically"
   role             = aws_iam_role.syncer.arn
@@ -100,8 +102,8 @@ resource "aws_lambda_function" "syncer" {
   memory_size      = var.syncer_memory_mb
   timeout          = var.syncer_timeout_s
 
-  # One sync at a time: releases are written by exactly one writer.
-  reserved_concurrent_executions = 1
+  # One writer at a time is the EFS lock's job (efs_layout/lock.py), not this setting's.
+  reserved_concurrent_executions = var.syncer_reserved_concurrency
 
   ephemeral_storage {
     size = var.syncer_ephemeral_storage_mb

@@ -82,13 +82,24 @@ variable "inference_timeout_s" {
 }
 
 variable "inference_reserved_concurrency" {
-  description = "Reserved concurrency of the inference function: the hard cap on parallel executions, and so on cost."
+  description = "Reserved concurrency of the inference function, or null (the default) for none. A reservation is a hard cap on parallel executions, but AWS refuses one that leaves fewer than 100 unreserved executions in the account, and new accounts start with a concurrency quota of about 10, so the first apply would fail; without it the API stage throttle (api_throttle_rate_limit, api_throttle_burst_limit) caps the cost. Set it once the account's quota is raised (Service Quotas, 'Concurrent executions') and a hard cap matters more than sharing the pool with other functions."
   type        = number
-  default     = 2
+  default     = null
 
   validation {
-    condition     = var.inference_reserved_concurrency >= 1 && var.inference_reserved_concurrency <= 1000 && floor(var.inference_reserved_concurrency) == var.inference_reserved_concurrency
-    error_message = "inference_reserved_concurrency must be a whole number between 1 and 1000."
+    condition     = var.inference_reserved_concurrency == null ? true : (var.inference_reserved_concurrency >= 1 && var.inference_reserved_concurrency <= 1000 && floor(var.inference_reserved_concurrency) == var.inference_reserved_concurrency)
+    error_message = "inference_reserved_concurrency must be null or a whole number between 1 and 1000."
+  }
+}
+
+variable "syncer_reserved_concurrency" {
+  description = "Reserved concurrency of the syncer, null (the default) or 1. Releases never depend on it: the syncer takes a lock file on EFS before it writes, so a second sync waits for the first and answers busy if it waits too long. 1 makes Lambda refuse a second concurrent sync at once (throttled) instead; it needs an account quota of at least 101 (see inference_reserved_concurrency)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.syncer_reserved_concurrency == null ? true : var.syncer_reserved_concurrency == 1
+    error_message = "syncer_reserved_concurrency must be null or 1."
   }
 }
 
@@ -257,7 +268,7 @@ variable "cloudfront_price_class" {
 }
 
 variable "api_authorizer" {
-  description = "Who may call the API: none (public; the stage throttle and the reserved concurrency cap the cost), jwt (a bearer token from jwt_issuer for one of jwt_audience) or iam (SigV4-signed requests from principals allowed execute-api:Invoke). It covers every route, /health included, since they all spend the same capped concurrency; CORS preflight is answered by API Gateway and never needs it."
+  description = "Who may call the API: none (public; the stage throttle caps the cost, with inference_reserved_concurrency where set), jwt (a bearer token from jwt_issuer for one of jwt_audience) or iam (SigV4-signed requests from principals allowed execute-api:Invoke). It covers every route, /health included, since they all spend the same capped request rate; CORS preflight is answered by API Gateway and never needs it."
   type        = string
   default     = "none"
 

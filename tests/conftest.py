@@ -263,6 +263,10 @@ def apply_test_stack(terraform: Terraform) -> None:
         f"lambda_runtime=python{sys.version_info[0]}.{sys.version_info[1]}",
         "-var",
         'extra_cors_origins=["http://127.0.0.1:8080"]',
+        # Off by default (new accounts cannot reserve); the endpoint and load tests check
+        # the cap, so the test stack opts in.
+        "-var",
+        "inference_reserved_concurrency=2",
     ]
     terraform.run("apply", "-auto-approve", *args, timeout=300)
 

@@ -84,6 +84,7 @@ BAD_VARIABLES = [
     ("lambda_runtime=python2.7", "lambda_runtime must be one of"),
     ("lambda_architecture=sparc", "lambda_architecture must be x86_64 or arm64"),
     ("inference_reserved_concurrency=0", "inference_reserved_concurrency must be"),
+    ("syncer_reserved_concurrency=2", "syncer_reserved_concurrency must be null or 1"),
     ("log_retention_days=13", "log_retention_days must be one of"),
     ("efs_mount_path=/efs", "efs_mount_path must be a single directory under /mnt/"),
     ('extra_cors_origins=["*"]', "Each extra CORS origin"),
