@@ -35,8 +35,14 @@ PYTEST_ARGS ?=
 DEFAULT_MODEL := $(shell sed -n 's/^DEFAULT_MODEL = "\(.*\)"/\1/p' ci/pipeline.py)
 MODEL ?= $(DEFAULT_MODEL)
 LIB_REQUIREMENTS ?=
-# Extra wheel index for lib/ (real deployments: https://download.pytorch.org/whl/cpu)
+# Extra wheel index for lib/. On AWS it is PyTorch's CPU index: from PyPI alone torch is
+# the CUDA build with gigabytes of nvidia-* wheels that a Lambda cannot use. Here the
+# machine's pip configuration already finds the CPU build (a local wheel).
+ifeq ($(TARGET),aws)
+LIB_EXTRA_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+else
 LIB_EXTRA_INDEX_URL ?=
+endif
 KEEP ?= 3
 PIPELINE_ARGS ?=
 # Arguments of `make bench`, e.g. BENCH_ARGS='--models digits --repeats 5' (python -m bench --help)
