@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import WaiterError
+
 from ci import paths, stack, syncer_client
 from ci.aws import client
 from ci.deploy_lock import DeployLockBusy, deploy_lock
@@ -25,6 +27,9 @@ from ci.package_release import PackagedRelease
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RELEASE = paths.build_dir() / "release" / "release.json"
 _PREVIOUS = re.compile(r"previous version (\d+)")
+# Seconds between polls for a published version to become Active (botocore's default; a
+# module setting so tests can poll without waiting).
+PUBLISH_WAIT_DELAY_S = 5.0
 
 
 class PromoteRefused(RuntimeError):
@@ -72,6 +77,30 @@ def _same_code(lam: Any, names: stack.Stack, version: str) -> bool:
     return bool(latest["CodeSha256"] == serving["CodeSha256"])
 
 
+def publish_active_version(
+    lam: Any, function: str, description: str, delay_s: float | None = None
+) -> str:
+    """Publish $LATEST as a new version and return it once Lambda reports it Active.
+
+    A new version can start Pending while Lambda prepares it (this function is in a VPC
+    and mounts EFS); an alias moved to it before it is Active routes live traffic to a
+    version that cannot serve yet. A version that ends Failed (or is not Active in time)
+    raises PromoteRefused, and the alias stays where it was.
+    """
+    version = str(lam.publish_version(FunctionName=function, Description=description)["Version"])
+    try:
+        lam.get_waiter("published_version_active").wait(
+            FunctionName=function,
+            Qualifier=version,
+            WaiterConfig={"Delay": PUBLISH_WAIT_DELAY_S if delay_s is None else delay_s},
+        )
+    except WaiterError as exc:
+        raise PromoteRefused(
+            f"version {version} of {function} did not become Active: {exc}"
+        ) from exc
+    return version
+
+
 def _move_alias(names: stack.Stack, version: str, release_id: str, previous: str) -> None:
     client("lambda").update_alias(
         FunctionName=names.inference_function,
@@ -101,11 +130,7 @@ def promote(names: stack.Stack, release_id: str) -> LiveState:
         FunctionName=names.inference_function, Environment={"Variables": variables}
     )
     lam.get_waiter("function_updated_v2").wait(FunctionName=names.inference_function)
-    version = str(
-        lam.publish_version(
-            FunctionName=names.inference_function, Description=f"release {release_id}"
-        )["Version"]
-    )
+    version = publish_active_version(lam, names.inference_function, f"release {release_id}")
     _move_alias(names, version, release_id, before.version)
     return LiveState(version, release_id, before.version)
 
