@@ -154,6 +154,9 @@ def run(options: Options, stages: Stages | None = None) -> Report:
             if check.main([] if options.with_tests else ["--no-tests"]) != 0:
                 raise RuntimeError("step 1 (test) failed")
     names = stack.load()
+    # Missing smoke credentials fail here, before a build or a promote, not in step 7,
+    # whose rollback would undo a release that may be good.
+    smoke.check_credentials(names)
     runtime = target_runtime(names)
     with stages.stage("build-lib"):
         lib = build_lib.build_lib(

@@ -35,6 +35,8 @@ class Stack:
     syncer_function: str
     api_endpoint: str
     live_alias: str = "live"
+    # none, jwt or iam (terraform's var.api_authorizer): what a call to api_endpoint needs.
+    api_authorizer: str = "none"
 
 
 def _terraform_output() -> str:
@@ -84,6 +86,9 @@ def load(path: Path | None = None) -> Stack:
             inference_function=str(out["inference_function_name"]),
             syncer_function=str(out["syncer_function_name"]),
             api_endpoint=str(out["api_endpoint"]),
+            # An outputs file saved before this output existed lacks it; "none" keeps the
+            # smoke step for such a stack what it was.
+            api_authorizer=str(out.get("api_authorizer") or "none"),
         )
     except KeyError as exc:
         raise StackNotDeployed(f"Terraform output {exc} is missing") from exc

@@ -187,3 +187,23 @@ resource "aws_iam_role_policy_attachment" "circleci_deploy" {
   role       = aws_iam_role.circleci_deploy["this"].name
   policy_arn = each.value
 }
+
+# With api_authorizer = "iam" the pipeline's smoke step signs its calls with the deploy
+# role's credentials (ci/smoke.py), so the role may invoke this API and no other.
+data "aws_iam_policy_document" "circleci_smoke" {
+  for_each = var.api_authorizer == "iam" ? local.circleci_oidc : {}
+
+  statement {
+    sid       = "SmokeCallsThisApi"
+    actions   = ["execute-api:Invoke"]
+    resources = ["${aws_apigatewayv2_api.http.execution_arn}/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "circleci_smoke" {
+  for_each = data.aws_iam_policy_document.circleci_smoke
+
+  name   = "smoke-invokes-the-api"
+  role   = aws_iam_role.circleci_deploy[each.key].id
+  policy = each.value.json
+}

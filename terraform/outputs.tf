@@ -3,6 +3,11 @@ output "api_endpoint" {
   value       = aws_apigatewayv2_api.http.api_endpoint
 }
 
+output "api_authorizer" {
+  description = "Who may call the API (none, jwt or iam); the smoke step reads it to send the credentials that mode needs."
+  value       = var.api_authorizer
+}
+
 output "api_id" {
   description = "Id of the HTTP API; the local data plane reads its routes and stage from it."
   value       = aws_apigatewayv2_api.http.id

@@ -450,6 +450,20 @@ def test_iam_authorizer_guards_every_route(iam_plan: dict[str, Any]) -> None:
 # --- CI credentials --------------------------------------------------------------------
 
 
+def test_the_deploy_role_may_call_an_iam_api_for_the_smoke_step(
+    plan: dict[str, Any], iam_plan: dict[str, Any]
+) -> None:
+    # ci/smoke.py signs its calls with the job's credentials when api_authorizer is iam.
+    assert 'aws_iam_role_policy.circleci_smoke["this"]' in _planned(iam_plan)
+    assert not [a for a in _planned(plan) if "circleci_smoke" in a]
+    (statement,) = _statements(iam_plan, "circleci_smoke")
+    assert _const(statement, "actions") == ["execute-api:Invoke"]
+    assert _refs(statement, "resources") == [
+        "aws_apigatewayv2_api.http.execution_arn",
+        "aws_apigatewayv2_api.http",
+    ]
+
+
 def test_circleci_oidc_is_opt_in(plan: dict[str, Any]) -> None:
     planned = _planned(plan)
     assert not [
