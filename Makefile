@@ -47,6 +47,8 @@ KEEP ?= 3
 PIPELINE_ARGS ?=
 # Arguments of `make bench`, e.g. BENCH_ARGS='--models digits --repeats 5' (python -m bench --help)
 BENCH_ARGS ?=
+# Arguments of `make bench-syncer`, e.g. BENCH_SYNCER_ARGS='--files 20000 --json'
+BENCH_SYNCER_ARGS ?=
 # Arguments of `make load`, e.g. LOAD_ARGS='--clients 10 --seconds 20 --json' (python -m load --help)
 LOAD_ARGS ?=
 # Arguments of `make cost`, e.g. ARGS='--requests-per-day 5000 --json' (python -m cost --help)
@@ -81,6 +83,7 @@ TF_INIT_INPUTS = terraform/*.tf $(wildcard terraform/modules/*/*.tf) $(wildcard 
 .PHONY: help setup test lint typecheck fmt emulator-up emulator-down emulator-status \
 	package tf-init tf-plan tf-apply tf-destroy tf-outputs clean pipeline rollback build-lib \
 	build-model release publish promote smoke prune up down emulator-if-local cost cost-plot bench \
+	bench-syncer \
 	load
 
 help: ## List every target with one line each
@@ -236,6 +239,9 @@ cost-plot: ## Draw docs/cost.png: monthly cost against requests/day, warm and co
 bench: ## Benchmark this handler against the naive one (cold, warm, throughput, RSS) -> bench/results/
 	$(PY) -m bench $(if $(LIB_REQUIREMENTS),--lib-requirements $(LIB_REQUIREMENTS)) \
 		$(if $(LIB_EXTRA_INDEX_URL),--extra-index-url $(LIB_EXTRA_INDEX_URL)) $(BENCH_ARGS)
+
+bench-syncer: ## Count the syncer's file-system operations for a 10,000-file lib/ and price them at EFS latencies
+	$(PY) -m bench.syncer_ops $(BENCH_SYNCER_ARGS)
 
 load: ## Load-test the `make up` endpoint: served, 429s, p50/p95/p99, environments, RSS growth (LOAD_ARGS)
 	$(PY) -m load --url http://127.0.0.1:8080 --clients 50 --seconds 60 $(LOAD_ARGS)

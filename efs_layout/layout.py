@@ -121,6 +121,24 @@ def ensure_tree(root: PathLike) -> None:
         make_dirs(path)
 
 
+def _umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any thread.
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+# Whether mkdir(DIR_MODE) already gives DIR_MODE: then no chmod (an EFS round trip) follows.
+_MKDIR_KEEPS_MODE = DIR_MODE & ~_umask() == DIR_MODE
+
+
+def make_dir(path: Path) -> None:
+    """mkdir with mode 0755 regardless of the umask; the parent must exist."""
+    path.mkdir(mode=DIR_MODE)
+    if not _MKDIR_KEEPS_MODE:
+        os.chmod(path, DIR_MODE)
+
+
 def make_dirs(path: Path) -> None:
     """mkdir -p with mode 0755 regardless of the umask, so other users can read the tree."""
     missing: list[Path] = []
@@ -137,7 +155,8 @@ def make_dirs(path: Path) -> None:
             if not directory.is_dir():
                 raise
             continue
-        os.chmod(directory, DIR_MODE)
+        if not _MKDIR_KEEPS_MODE:
+            os.chmod(directory, DIR_MODE)
 
 
 def fsync_dir(path: Path) -> None:

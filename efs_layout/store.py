@@ -43,6 +43,7 @@ from efs_layout.layout import (
     FILE_MODE,
     PathLike,
     fsync_dir,
+    make_dir,
     make_dirs,
     store_path,
     store_root,
@@ -308,22 +309,33 @@ def link_from_store(
     same content skip the link that would fail.
     """
     target = release_dir / entry.path
-    if not target.parent.is_dir():
-        make_dirs(target.parent)
     source = store_path(root, entry.sha256)
     if at_limit is None or entry.sha256 not in at_limit:
         try:
-            os.link(source, target)
+            _link(source, target)
             return False
         except OSError as exc:
             if exc.errno != errno.EMLINK:
                 raise
         if at_limit is not None:
             at_limit.add(entry.sha256)
+    make_dirs(target.parent)
     with open(source, "rb") as reader:
         temp = _write_verified(reader, entry, target.parent, EfsLayoutError, durable=False)
     os.rename(temp, target)
     return True
+
+
+def _link(source: Path, target: Path) -> None:
+    """os.link, creating the target's directory only when the link says it is missing
+    (asking first would cost every link a round trip on EFS)."""
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        if not os.path.lexists(source):
+            raise
+        make_dirs(target.parent)
+        os.link(source, target)
 
 
 def link_release(
@@ -338,8 +350,16 @@ def link_release(
     link limit become private copies (link_from_store()), and if there are any the file
     system is synced once, so the release is durable before it is published.
     """
-    for directory in sorted({(release_dir / e.path).parent for e in manifest}):
-        make_dirs(directory)
+    # Every directory once, parents first, with no stat to ask whether it exists: the
+    # release directory is new, so none does (on EFS each question is a round trip).
+    directories: set[Path] = set()
+    for entry in manifest:
+        parent = (release_dir / entry.path).parent
+        while parent != release_dir and parent not in directories:
+            directories.add(parent)
+            parent = parent.parent
+    for directory in sorted(directories):
+        make_dir(directory)
     at_limit: set[str] = set()
     copied = _run_all(
         lambda entry: link_from_store(root, entry, release_dir, at_limit=at_limit),
