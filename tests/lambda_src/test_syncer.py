@@ -243,3 +243,44 @@ def test_the_lock_carries_the_syncers_remaining_time(
         event = {"bucket": "artifacts", "key": "r.tar.gz", "sha256": sha}
         assert handler.handle(event, _Context(300_000))["status"] == "created"
     assert leases == [300.0]
+
+
+def test_concurrent_syncers_take_turns_without_reserved_concurrency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reserved concurrency is off by default (new accounts cannot reserve), so two syncs
+    # can run at once; the EFS lock alone must keep them from writing at the same time.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import efs_layout.bundle as bundle_module
+    from efs_layout import check_release
+
+    active = 0
+    most = 0
+    guard = threading.Lock()
+    real_unpack = bundle_module._unpack_locked
+
+    def one_writer(*args: Any, **kwargs: Any) -> Any:
+        nonlocal active, most
+        with guard:
+            active += 1
+            most = max(most, active)
+        try:
+            return real_unpack(*args, **kwargs)
+        finally:
+            with guard:
+                active -= 1
+
+    monkeypatch.setattr(bundle_module, "_unpack_locked", one_writer)
+    root = tmp_path / "efs"
+    rids = ["20261125T120000Z-abcdef1", "20261125T120001Z-abcdef2", "20261125T120002Z-abcdef3"]
+    bundles = [bundle_for(tmp_path, rid, {"w": i}) for i, rid in enumerate(rids)]
+    with ThreadPoolExecutor(max_workers=len(bundles)) as pool:
+        outcomes = list(
+            pool.map(lambda b: publish(root, b[0], SyncRequest("b", "k", b[1])), bundles)
+        )
+    assert [o.status for o in outcomes] == ["created"] * len(rids), outcomes
+    assert most == 1
+    assert list_releases(root) == rids
+    assert all(check_release(root, rid, full=True).ok for rid in rids)
