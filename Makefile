@@ -68,9 +68,10 @@ export AWS_EC2_METADATA_DISABLED := true
 export TF_STATE_FILE := $(CURDIR)/.state/emulator/terraform.tfstate
 TF_STATE_ARGS := -state=$(TF_STATE_FILE)
 # The local data plane runs functions on this machine's Python, so the emulated
-# functions declare it as their runtime (lib/ is then built for it).
+# functions declare it as their runtime (lib/ is then built for it). local_emulator lets
+# Terraform accept python3.11, which it refuses for AWS (Amazon Linux 2's glibc).
 LOCAL_PYTHON := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
-TF_STATE_ARGS += -var lambda_runtime=python$(LOCAL_PYTHON)
+TF_STATE_ARGS += -var lambda_runtime=python$(LOCAL_PYTHON) -var local_emulator=true
 TF_STATE_ARGS += -var 'extra_cors_origins=["http://127.0.0.1:8080"]'
 
 endif
@@ -93,7 +94,7 @@ help: ## List every target with one line each
 setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed tf-init ## Create .venv and .venv-checkov with pinned dependencies and prepare Terraform (idempotent)
 
 $(VENV)/.installed: requirements/dev.txt
-	@command -v terraform >/dev/null || { echo "terraform is not on PATH (need >= 1.6)"; exit 1; }
+	@command -v terraform >/dev/null || { echo "terraform is not on PATH (need >= 1.9)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 ifeq ($(INSTALLER),uv)
 	test -x $(UV) || $(PY) -m pip install --quiet uv==$(UV_VERSION)

@@ -10,13 +10,22 @@ interpreter and machine, whatever machine the pipeline runs on:
    (``--platform``/``--python-version``/``--abi``); see "Installer" below;
 2. strip what inference never needs (tests, C/C++ headers, stubs, console scripts, stray
    bytecode), see ``strip()``;
-3. compile ``.pyc`` ahead of time with ``--invalidation-mode unchecked-hash``: releases are
+3. check that every ELF file in lib/ loads with the target's glibc: the GLIBC_x.y symbol
+   versions it needs (``glibc_check()``), so a lib/ the runtime's OS cannot load fails the
+   build instead of every cold start;
+4. compile ``.pyc`` ahead of time with ``--invalidation-mode unchecked-hash``: releases are
    stored read-only with mtime 0, so timestamp-checked bytecode would be rejected and
    recompiled in memory on every cold start;
-4. import the key packages from the built lib in an isolated interpreter (only when the
-   target is the build host's interpreter and machine, since foreign binaries cannot load);
-5. record versions and sizes in ``<out>.json`` next to the lib, which is also the cache:
+5. import the key packages from the built lib in an isolated interpreter;
+6. record versions and sizes in ``<out>.json`` next to the lib, which is also the cache:
    the same inputs again reuse ``<out>`` instead of rebuilding it (minutes for torch).
+
+Steps 4 and 5 need the target's Python and machine, so build-lib runs on them: a target
+that differs from the interpreter running it is refused before anything is installed
+(CANNOT_CHECK), unless ``--allow-unchecked`` accepts a lib whose bytecode every cold start
+compiles in memory and whose imports nobody tried. The target is a Lambda runtime
+(``--runtime python3.12``: its Python and its OS's glibc, ci/runtime.py), the deployed
+inference function's (``--from-function``) or ``--python-version``/``--max-glibc``.
 
 Installer: uv by default (``--installer auto``) when its binary is there (requirements/dev.txt
 installs it) and it can name the target's glibc (it knows manylinux_2_17, 2_28 and 2_31+).
@@ -58,20 +67,22 @@ import os
 import platform
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ci import pip_config
+from ci.runtime import LAMBDA_RUNTIMES, LambdaRuntime
 from efs_layout.stamp import REQUIRED_PACKAGES, Packages, PlatformInfo, PythonInfo
 from efs_layout.verify import normalise_machine
 
@@ -93,8 +104,8 @@ DEFAULT_REQUIREMENTS = REPO_ROOT / "requirements" / "lambda.txt"
 ONNX_REQUIREMENTS = REPO_ROOT / "requirements" / "lambda-onnx.txt"
 DEFAULT_PYTHON_VERSION = "3.11"
 DEFAULT_ARCHITECTURE = "x86_64"
-# The newest glibc the lib may need. Lambda's python3.12+ runtimes (Amazon Linux 2023) have
-# glibc 2.34; python3.11 and older (Amazon Linux 2) have 2.26, so lower this for those.
+# The newest glibc the lib may need when neither --runtime nor --from-function says: the
+# runtimes' own glibc versions are in ci/runtime.py LAMBDA_RUNTIMES.
 DEFAULT_MAX_GLIBC = (2, 28)
 ENV_INDEX_URL = "LIB_INDEX_URL"
 ENV_EXTRA_INDEX_URL = "LIB_EXTRA_INDEX_URL"
@@ -102,6 +113,9 @@ ENV_EXTRA_INDEX_URL = "LIB_EXTRA_INDEX_URL"
 # Bump whenever strip() or the compile step changes what ends up in lib/: it is part of the
 # cache key, so every cached lib built under the old rules gets rebuilt.
 STRIP_RULES_VERSION = 2
+# Bump whenever build-lib checks something new about lib/ (CHECKS_VERSION 1: glibc_check),
+# so that a lib cached before the check is built, and checked, again.
+CHECKS_VERSION = 1
 REPORT_VERSION = 2
 NOT_INSTALLED = "not-installed"
 
@@ -161,6 +175,8 @@ class BuildLibErrorKind(StrEnum):
     COMPILE_FAILED = "compile_failed"  # compileall itself broke (not just a bad file)
     IMPORT_CHECK_FAILED = "import_check_failed"  # the built lib does not import
     OUT_NOT_OURS = "out_not_ours"  # <out> exists but was not made by build-lib
+    CANNOT_CHECK = "cannot_check"  # target is not this interpreter: no compile, no import check
+    GLIBC_TOO_NEW = "glibc_too_new"  # a binary in lib/ needs a newer glibc than the target's
 
 
 class BuildLibError(Exception):
@@ -619,6 +635,158 @@ def _packages(versions: Mapping[str, str], allow_missing: bool) -> Packages:
     return Packages(**required, extra=extra)
 
 
+# --- glibc check -----------------------------------------------------------------------------
+
+# A short parser of the ELF version-needs table, not pyelftools: that would be one more
+# dependency of every build venv for one table, and this reads only the header, the section
+# headers and that table of each file, so a 10,000-file torch lib takes a second or two.
+_ELF_MAGIC = b"\x7fELF"
+_SHT_GNU_VERNEED = 0x6FFFFFFE
+# (sh_type, sh_offset, sh_size, sh_link, sh_info) of a section header, by ELF class.
+_SECTION_HEADER = {1: ("IIIIIIIIII", (1, 4, 5, 6, 7)), 2: ("IIQQQQIIQQ", (1, 4, 5, 6, 7))}
+# (e_shoff, e_shentsize, e_shnum) offsets in the ELF header, by class.
+_HEADER_FIELDS = {1: ((0x20, "I"), 0x2E, 0x30), 2: ((0x28, "Q"), 0x3A, 0x3C)}
+_GLIBC_SYMBOL_VERSION = re.compile(r"GLIBC_([0-9]+)\.([0-9]+)(?:\.[0-9]+)*")
+# Versions that name an ABI feature instead of a release; the value is the glibc adding it.
+_GLIBC_FEATURE_VERSIONS = {"GLIBC_ABI_DT_RELR": (2, 36)}
+# Sources and bytecode make up most of a lib and are never ELF: not even opened.
+_NEVER_ELF_SUFFIXES = frozenset({".py", ".pyc", ".pyi", ".txt", ".json", ".md", ".h"})
+
+
+def _cstring(f: BinaryIO, offset: int) -> str:
+    f.seek(offset)
+    raw = f.read(256)
+    end = raw.find(b"\0")
+    if end < 0:
+        raise ValueError(f"unterminated string at {offset}")
+    return raw[:end].decode("ascii", errors="replace")
+
+
+def elf_version_needs(path: Path) -> dict[str, frozenset[str]] | None:
+    """{library: symbol versions needed from it} of an ELF file; None if it is not ELF.
+
+    Reads the section headers and the SHT_GNU_verneed section (``.gnu.version_r``, what
+    ``readelf -V`` prints as "Version needs"), whose names live in the string table the
+    section links to. A file with no section headers yields an empty result. ValueError if
+    the file starts like ELF but its tables do not add up.
+    """
+    with path.open("rb") as f:
+        header = f.read(64)
+        if header[:4] != _ELF_MAGIC:
+            return None
+        elf_class, encoding = header[4], header[5]
+        if elf_class not in _SECTION_HEADER or encoding not in (1, 2) or len(header) < 52:
+            raise ValueError("unknown ELF class or byte order")
+        order = "<" if encoding == 1 else ">"
+        (shoff_at, shoff_fmt), shentsize_at, shnum_at = _HEADER_FIELDS[elf_class]
+        try:
+            (shoff,) = struct.unpack_from(order + shoff_fmt, header, shoff_at)
+            (shentsize,) = struct.unpack_from(order + "H", header, shentsize_at)
+            (shnum,) = struct.unpack_from(order + "H", header, shnum_at)
+            if shoff == 0 or shnum == 0:
+                return {}
+            layout, picks = _SECTION_HEADER[elf_class]
+            f.seek(shoff)
+            table = f.read(shentsize * shnum)
+            sections = [
+                tuple(struct.unpack_from(order + layout, table, i * shentsize)[k] for k in picks)
+                for i in range(shnum)
+            ]
+            needs: dict[str, set[str]] = {}
+            for sh_type, offset, size, link, count in sections:
+                if sh_type != _SHT_GNU_VERNEED:
+                    continue
+                strings = sections[link][1]
+                f.seek(offset)
+                body = f.read(size)
+                at = 0
+                # Verneed: vn_version, vn_cnt, vn_file, vn_aux, vn_next (16 bytes), and
+                # vn_cnt Vernaux after it: vna_hash, vna_flags, vna_other, vna_name, vna_next.
+                for _ in range(count):
+                    _v, aux_count, file_name, aux, next_need = struct.unpack_from(
+                        order + "HHIII", body, at
+                    )
+                    versions = needs.setdefault(_cstring(f, strings + file_name), set())
+                    aux_at = at + aux
+                    for _ in range(aux_count):
+                        _h, _fl, _o, name, next_aux = struct.unpack_from(
+                            order + "IHHII", body, aux_at
+                        )
+                        versions.add(_cstring(f, strings + name))
+                        aux_at += next_aux
+                    if next_need == 0:
+                        break
+                    at += next_need
+        except (struct.error, IndexError) as exc:
+            raise ValueError(f"malformed ELF tables: {exc}") from None
+    return {library: frozenset(v) for library, v in needs.items()}
+
+
+def glibc_needed(versions: Iterable[str]) -> tuple[int, int] | None:
+    """The newest glibc that symbol versions such as GLIBC_2.28 need (None: no glibc ones)."""
+    needed: tuple[int, int] | None = None
+    for version in versions:
+        m = _GLIBC_SYMBOL_VERSION.fullmatch(version)
+        found = (int(m.group(1)), int(m.group(2))) if m else _GLIBC_FEATURE_VERSIONS.get(version)
+        if found is not None and (needed is None or found > needed):
+            needed = found
+    return needed
+
+
+def glibc_check(lib: Path, max_glibc: tuple[int, int], target: str) -> list[str]:
+    """Fail (GLIBC_TOO_NEW) if an ELF file in ``lib`` needs a newer glibc than ``max_glibc``.
+
+    The dynamic loader refuses such a file ("version `GLIBC_2.35' not found") when it is
+    imported, on the Lambda that is at a cold start. ``target`` names the runtime in the
+    message. Returns warnings for ELF files whose tables cannot be read.
+    """
+    too_new: list[tuple[str, tuple[int, int]]] = []
+    unreadable: list[str] = []
+    for dirpath, _dirnames, filenames in os.walk(lib):
+        for name in filenames:
+            path = Path(dirpath, name)
+            if path.suffix in _NEVER_ELF_SUFFIXES or path.is_symlink():
+                continue
+            try:
+                needs = elf_version_needs(path)
+            except ValueError:
+                unreadable.append(path.relative_to(lib).as_posix())
+                continue
+            if not needs:
+                continue
+            needed = glibc_needed(set().union(*needs.values()))
+            if needed is not None and needed > max_glibc:
+                too_new.append((path.relative_to(lib).as_posix(), needed))
+    if too_new:
+        too_new.sort(key=lambda item: (item[1], item[0]), reverse=True)
+        file, needed = too_new[0]
+        more = (
+            f" ({len(too_new) - 1} more file(s) too: "
+            + ", ".join(f for f, _ in too_new[1:4])
+            + (", ..." if len(too_new) > 4 else "")
+            + ")"
+            if len(too_new) > 1
+            else ""
+        )
+        raise BuildLibError(
+            BuildLibErrorKind.GLIBC_TOO_NEW,
+            f"lib/ cannot load on {target}: {file} needs GLIBC_{needed[0]}.{needed[1]}, and "
+            f"{target} has glibc {max_glibc[0]}.{max_glibc[1]}{more}; pin a release of that "
+            "package built for an older glibc (manylinux tag), or deploy a runtime whose OS "
+            "has a newer glibc",
+        )
+    if unreadable:
+        return [f"glibc check could not read the ELF tables of {', '.join(unreadable[:5])}"]
+    return []
+
+
+def target_description(runtime: LambdaRuntime | None, max_glibc: tuple[int, int]) -> str:
+    """How messages name the target: the Lambda runtime and its OS, or "the target"."""
+    if runtime is not None and runtime.glibc == max_glibc:
+        return f"the {runtime.name} runtime ({runtime.os})"
+    return "the target"
+
+
 # --- subprocess steps ----------------------------------------------------------------------
 
 
@@ -903,6 +1071,7 @@ def cache_key(
         "index_url": index_url,
         "extra_index_urls": list(extra_index_urls),
         "strip_rules_version": STRIP_RULES_VERSION,
+        "checks_version": CHECKS_VERSION,
         "keep_tests": keep_tests,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
@@ -985,10 +1154,65 @@ def _put_in_place(staging: Path, out: Path, report: LibReport) -> None:
 # --- the step --------------------------------------------------------------------------------
 
 
+def resolve_target(
+    runtime: str | None, python_version: str | None, max_glibc: tuple[int, int] | None
+) -> tuple[str, tuple[int, int], LambdaRuntime | None]:
+    """(Python version, max glibc, Lambda runtime) from what the caller gave.
+
+    A ``runtime`` (python3.12) sets both from ci/runtime.py LAMBDA_RUNTIMES; a Python version
+    given with it must agree, and a max glibc may only be lower than its OS's. Without one,
+    the defaults fill in what is not given.
+    """
+    if runtime is None:
+        return (
+            python_version or DEFAULT_PYTHON_VERSION,
+            max_glibc or DEFAULT_MAX_GLIBC,
+            None,
+        )
+    known = LAMBDA_RUNTIMES.get(runtime)
+    if known is None:
+        raise BuildLibError(
+            BuildLibErrorKind.BAD_INPUT,
+            f"unknown runtime {runtime!r}: use one of {', '.join(LAMBDA_RUNTIMES)}",
+        )
+    if python_version is not None and python_version != known.python_version:
+        raise BuildLibError(
+            BuildLibErrorKind.BAD_INPUT,
+            f"Python {python_version} contradicts {runtime} (Python {known.python_version})",
+        )
+    if max_glibc is not None and max_glibc > known.glibc:
+        raise BuildLibError(
+            BuildLibErrorKind.BAD_INPUT,
+            f"max glibc {max_glibc[0]}.{max_glibc[1]} is newer than {runtime}'s "
+            f"({known.os}: {known.glibc[0]}.{known.glibc[1]})",
+        )
+    return known.python_version, max_glibc or known.glibc, known
+
+
+def require_target_here(python: PythonInfo, machine: str) -> None:
+    """CANNOT_CHECK unless ``python``/``machine`` are those of the interpreter running this.
+
+    Bytecode is only valid for the Python that compiles it, and the import check loads the
+    lib's binaries, so both need the target's interpreter; without them every cold start
+    compiles in memory and a broken import shows first on the Lambda.
+    """
+    here_python, here_machine = _host_python_version(), _host_machine()
+    if (python.version, machine) == (here_python, here_machine):
+        return
+    what = "compiled and import-checked" if python.version != here_python else "import-checked"
+    arm = " on an arm resource class" if machine == "aarch64" else ""
+    raise BuildLibError(
+        BuildLibErrorKind.CANNOT_CHECK,
+        f"lib/ for Python {python.version}/{machine} cannot be {what} on Python "
+        f"{here_python}/{here_machine}; build on the function's runtime (CircleCI: "
+        f"cimg/python:{python.version}{arm}) or pass --allow-unchecked",
+    )
+
+
 def build_lib(
     requirements: Path,
     out: Path,
-    python_version: str = DEFAULT_PYTHON_VERSION,
+    python_version: str | None = None,
     architecture: str = DEFAULT_ARCHITECTURE,
     index_url: str | None = None,
     extra_index_urls: Sequence[str] = (),
@@ -996,23 +1220,34 @@ def build_lib(
     *,
     allow_missing: bool = False,
     keep_tests: bool = False,
-    max_glibc: tuple[int, int] = DEFAULT_MAX_GLIBC,
+    max_glibc: tuple[int, int] | None = None,
+    runtime: str | None = None,
+    allow_unchecked: bool = False,
     installer: str = "auto",
     log: Log | None = None,
 ) -> LibReport:
     """Build lib/ at ``out`` for the Lambda's Python and architecture; write ``<out>.json``.
 
-    ``installer`` is ``auto`` (uv where it can name the target, else pip), ``uv`` or ``pip``.
+    The target is ``runtime`` (a Lambda runtime such as python3.12: its Python and its OS's
+    glibc) or ``python_version`` and ``max_glibc`` (defaults: DEFAULT_PYTHON_VERSION,
+    DEFAULT_MAX_GLIBC). ``installer`` is ``auto`` (uv where it can name the target, else
+    pip), ``uv`` or ``pip``.
 
     Reuses an existing ``out`` whose ``<out>.json`` has the same cache key (and whose files
     still add up) unless ``use_cache`` is false. The lib is built in ``<out>.tmp-*`` and
     renamed into place, so ``out`` is either the previous lib or the complete new one.
-    Raises BuildLibError on an expected failure (bad input, pip failure, required package
-    missing without ``allow_missing``, import check failure).
+    Raises BuildLibError on an expected failure (bad input, a target other than this
+    interpreter without ``allow_unchecked``, pip failure, required package missing without
+    ``allow_missing``, a binary needing a newer glibc than the target's, import check
+    failure).
     """
     started = time.monotonic()
+    python_version, max_glibc, lambda_runtime = resolve_target(runtime, python_version, max_glibc)
     python = _python_info(python_version)
     machine = machine_for(architecture)
+    if not allow_unchecked:
+        require_target_here(python, machine)
+    target = target_description(lambda_runtime, max_glibc)
     tags = platform_tags(machine, max_glibc)
     environment = target_environment(python.version, machine)
     resolved = resolve_requirements(requirements, environment)
@@ -1042,6 +1277,15 @@ def build_lib(
             shutil.rmtree(leftover, ignore_errors=True)
         if use_cache:
             hit = _cached(out, key, log)
+            if (
+                hit is not None
+                and not allow_unchecked
+                and not (hit.compiled and hit.import_checked)
+            ):
+                # Built unchecked elsewhere (a restored CI cache): checked this time.
+                if log is not None:
+                    log(f"{out} was built without bytecode or import check; rebuilding")
+                hit = None
             if hit is not None:
                 # A lib built with allow_missing records "not-installed"; only a call that
                 # allows that too may reuse it.
@@ -1073,6 +1317,7 @@ def build_lib(
                 installer=chosen,
                 uv=uv,
                 max_glibc=max_glibc,
+                target=target,
                 compile_pyc=same_python,
                 check_imports=same_python and same_machine,
                 started=started,
@@ -1102,6 +1347,7 @@ def _build(
     installer: Installer,
     uv: str | None,
     max_glibc: tuple[int, int],
+    target: str,
     compile_pyc: bool,
     check_imports: bool,
     started: float,
@@ -1143,6 +1389,8 @@ def _build(
     magic = importlib.util.MAGIC_NUMBER if compile_pyc else None
     stripped = strip(staging, keep_tests=keep_tests, pyc_magic=magic)
     now = step("strip", now)
+    warnings += glibc_check(staging, max_glibc, target)
+    now = step("glibc_check", now)
 
     if compile_pyc:
         warnings += _compile(staging)
@@ -1223,9 +1471,28 @@ def _parser() -> argparse.ArgumentParser:
         help="take the requirement set this model's format needs (e.g. digits-onnx: "
         "requirements/lambda-onnx.txt)",
     )
-    p.add_argument("--python-version", default=DEFAULT_PYTHON_VERSION, help="e.g. 3.11")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument(
+        "--python-version", default=None, help=f"e.g. 3.12 (default {DEFAULT_PYTHON_VERSION})"
+    )
+    target.add_argument(
+        "--runtime",
+        choices=list(LAMBDA_RUNTIMES),
+        default=None,
+        help="a Lambda runtime: its Python and the glibc of its OS (ci/runtime.py)",
+    )
+    target.add_argument(
+        "--from-function",
+        action="store_true",
+        help="build for the deployed inference function's runtime and architecture "
+        "(Terraform outputs, as `make pipeline` does; on the emulator: this machine's "
+        "Python and glibc, capped at Amazon Linux 2023's)",
+    )
     p.add_argument(
-        "--architecture", default=DEFAULT_ARCHITECTURE, choices=[*ARCHITECTURES, "aarch64"]
+        "--architecture",
+        default=None,
+        choices=[*ARCHITECTURES, "aarch64"],
+        help=f"default {DEFAULT_ARCHITECTURE}",
     )
     p.add_argument(
         "--index-url", default=None, help=f"pip index (default: ${ENV_INDEX_URL} or pip's)"
@@ -1236,7 +1503,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help=f"repeatable (default: ${ENV_EXTRA_INDEX_URL}, space-separated, or pip's)",
     )
-    p.add_argument("--max-glibc", type=_glibc, default=DEFAULT_MAX_GLIBC, help="default 2.28")
+    p.add_argument(
+        "--max-glibc",
+        type=_glibc,
+        default=None,
+        help=f"default: the runtime's, else {DEFAULT_MAX_GLIBC[0]}.{DEFAULT_MAX_GLIBC[1]}",
+    )
     p.add_argument(
         "--installer",
         choices=["auto", *Installer],
@@ -1250,7 +1522,31 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"record required packages the set lacks as {NOT_INSTALLED!r} instead of failing",
     )
+    p.add_argument(
+        "--allow-unchecked",
+        action="store_true",
+        help="build for a Python or machine other than this interpreter's, without bytecode "
+        "or import check (every cold start then compiles in memory)",
+    )
     return p
+
+
+def _from_function(log: Log) -> tuple[str | None, str | None, tuple[int, int] | None, str]:
+    """(runtime, Python version, max glibc, architecture) of the deployed inference function."""
+    from ci import runtime as lambda_runtime
+    from ci import stack
+
+    try:
+        target = lambda_runtime.target_runtime(stack.load())
+    except Exception as exc:  # no outputs, no credentials, an unknown runtime: one paragraph
+        raise BuildLibError(
+            BuildLibErrorKind.BAD_INPUT,
+            f"--from-function: cannot read the deployed function's runtime: {exc}",
+        ) from None
+    log(f"target from the deployed function: {target.describe()}")
+    if target.emulated:
+        return None, target.python_version, target.max_glibc, target.architecture
+    return target.runtime, None, None, target.architecture
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1266,18 +1562,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     requirements = args.requirements or (
         requirements_for(args.model) if args.model else DEFAULT_REQUIREMENTS
     )
+    runtime, python_version, max_glibc = args.runtime, args.python_version, args.max_glibc
+    architecture = args.architecture or DEFAULT_ARCHITECTURE
     try:
+        if args.from_function:
+            if args.architecture or args.max_glibc:
+                raise BuildLibError(
+                    BuildLibErrorKind.BAD_INPUT,
+                    "--from-function reads the architecture and glibc from the function; "
+                    "drop --architecture and --max-glibc",
+                )
+            runtime, python_version, max_glibc, architecture = _from_function(log)
         report = build_lib(
             requirements,
             args.out,
-            python_version=args.python_version,
-            architecture=args.architecture,
+            python_version=python_version,
+            architecture=architecture,
             index_url=index_url,
             extra_index_urls=extra,
             use_cache=not args.no_cache,
             allow_missing=args.allow_missing,
             keep_tests=args.keep_tests,
-            max_glibc=args.max_glibc,
+            max_glibc=max_glibc,
+            runtime=runtime,
+            allow_unchecked=args.allow_unchecked,
             installer=args.installer,
             log=log,
         )

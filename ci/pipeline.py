@@ -36,6 +36,7 @@ from ci import (
 )
 from ci.aws import client
 from ci.deploy_lock import DeployLockBusy, deploy_lock
+from ci.runtime import target_runtime
 from ci.stages import Stages
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,30 +74,12 @@ class Options:
     seed: int = 0
     allow_missing: bool = False
     skip_if_current: bool = False
+    allow_unchecked: bool = False  # build lib/ for another Python or machine than this one
 
     @property
     def requirements(self) -> Path:
         """The lib/ requirement set: given, or the one for the model's format."""
         return self.lib_requirements or build_lib.requirements_for(self.model)
-
-
-@dataclass(frozen=True)
-class TargetRuntime:
-    """What lib/ must be built for: the deployed inference function's runtime and machine."""
-
-    python_version: str
-    architecture: str
-
-
-def target_runtime(names: stack.Stack) -> TargetRuntime:
-    """Read runtime and architecture from the function, so lib/ and code cannot drift apart."""
-    config = client("lambda").get_function_configuration(FunctionName=names.inference_function)
-    runtime = str(config["Runtime"])
-    if not runtime.startswith("python"):
-        raise RuntimeError(f"{names.inference_function} runs {runtime}, not Python")
-    return TargetRuntime(
-        runtime.removeprefix("python"), (config.get("Architectures") or ["x86_64"])[0]
-    )
 
 
 def model_cache_key(model: str, seed: int) -> str:
@@ -164,8 +147,10 @@ def run(options: Options, stages: Stages | None = None) -> Report:
             BUILD / "lib",
             python_version=runtime.python_version,
             architecture=runtime.architecture,
+            max_glibc=runtime.max_glibc,
             extra_index_urls=options.extra_index_urls,
             allow_missing=options.allow_missing,
+            allow_unchecked=options.allow_unchecked,
             log=_quiet_log,
         )
         stages.say(
@@ -300,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="let lib/ lack packages the running interpreter provides (small test releases)",
     )
+    parser.add_argument(
+        "--allow-unchecked",
+        action="store_true",
+        help="build lib/ for a function whose Python or machine is not this interpreter's, "
+        "without bytecode or import check (python -m ci.build_lib --help)",
+    )
     args = parser.parse_args(argv)
     options = Options(
         model=args.model,
@@ -312,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         allow_missing=args.allow_missing_packages,
         skip_if_current=args.skip_if_current,
+        allow_unchecked=args.allow_unchecked,
     )
     stages = Stages("pipeline:")
     try:

@@ -38,14 +38,20 @@ variable "vpc_cidr" {
 }
 
 variable "lambda_runtime" {
-  description = "Python runtime of both functions; the pipeline builds lib/ for it. python3.12+ run on Amazon Linux 2023 (glibc 2.34), which current torch wheels (manylinux_2_28) need; python3.11 and older run on Amazon Linux 2 (glibc 2.26)."
+  description = "Python runtime of both functions: python3.12 or python3.13, which run on Amazon Linux 2023 (glibc 2.34). The pipeline builds lib/ for its Python and that glibc, read from the deployed function. The code needs Python 3.11+, and python3.11 on AWS runs on Amazon Linux 2 (glibc 2.26), where manylinux_2_28 wheels such as torch's cannot load; python3.11 is accepted only with local_emulator = true."
   type        = string
   default     = "python3.12"
 
   validation {
-    condition     = contains(["python3.9", "python3.10", "python3.11", "python3.12", "python3.13"], var.lambda_runtime)
-    error_message = "lambda_runtime must be one of python3.9, python3.10, python3.11, python3.12, python3.13."
+    condition     = contains(["python3.12", "python3.13"], var.lambda_runtime) || (var.local_emulator && var.lambda_runtime == "python3.11")
+    error_message = "lambda_runtime must be python3.12 or python3.13 (Amazon Linux 2023, glibc 2.34): the code needs Python 3.11+, and python3.11 on AWS runs on Amazon Linux 2 (glibc 2.26), where lib/'s manylinux_2_28 wheels cannot load. python3.11 is accepted only with local_emulator = true, which the local stack sets."
   }
+}
+
+variable "local_emulator" {
+  description = "Set only by the local stack (make against the emulator, the tests), whose data plane runs the functions on this machine's Python, which may be 3.11: it lets lambda_runtime be python3.11. Never set it on AWS; the caller-identity check (versions.tf) refuses it in any account but the emulator's."
+  type        = bool
+  default     = false
 }
 
 variable "lambda_architecture" {

@@ -251,22 +251,32 @@ class Deployed:
         )
 
 
-def apply_test_stack(terraform: Terraform) -> None:
-    """`terraform apply` of the test stack the pipeline and endpoint tests share."""
-    args = [
-        "-input=false",
-        "-no-color",
-        *terraform.state_args(STACK_NAME),
+def stack_variables() -> list[str]:
+    """The -var arguments of the test stack: its apply and every re-plan use these."""
+    return [
         "-var",
         f"name={STACK_NAME}",
         "-var",
         f"lambda_runtime=python{sys.version_info[0]}.{sys.version_info[1]}",
+        # The local data plane runs the functions on this interpreter, python3.11 included.
+        "-var",
+        "local_emulator=true",
         "-var",
         'extra_cors_origins=["http://127.0.0.1:8080"]',
         # Off by default (new accounts cannot reserve); the endpoint and load tests check
         # the cap, so the test stack opts in.
         "-var",
         "inference_reserved_concurrency=2",
+    ]
+
+
+def apply_test_stack(terraform: Terraform) -> None:
+    """`terraform apply` of the test stack the pipeline and endpoint tests share."""
+    args = [
+        "-input=false",
+        "-no-color",
+        *terraform.state_args(STACK_NAME),
+        *stack_variables(),
     ]
     terraform.run("apply", "-auto-approve", *args, timeout=300)
 

@@ -139,7 +139,7 @@ def resolve(
     if runtime != here:
         raise FunctionNotRunnable(
             f"{function_name} declares {runtime} but the local data plane runs {here}; "
-            f"deploy to the emulator with lambda_runtime={here} (make does)"
+            f"deploy to the emulator with lambda_runtime={here} local_emulator=true (make does)"
         )
     return FunctionSpec(
         name=config["FunctionName"],

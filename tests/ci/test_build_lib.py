@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -121,7 +122,13 @@ def test_build_records_versions_for_the_stamp(built: Built) -> None:
     assert report.requirements_sha256 == expected_sha
     assert report.compiled and report.import_checked and report.warnings == ()
     assert report.stripped_bytes > 0
-    assert set(report.step_seconds) == {"install", "strip", "compile", "import_check"}
+    assert set(report.step_seconds) == {
+        "install",
+        "strip",
+        "glibc_check",
+        "compile",
+        "import_check",
+    }
     files = [p for p in built.out.rglob("*") if p.is_file()]
     assert report.files == len(files)
     assert report.bytes == sum(p.stat().st_size for p in files)
@@ -303,7 +310,9 @@ def test_arm64_build_of_pure_joblib_and_aarch64_pillow(tmp_path: Path) -> None:
     requirements.write_text(SMALL_SET)
     out = tmp_path / "lib"
     try:
-        report = bl.build_lib(requirements, out, architecture="arm64", allow_missing=True)
+        report = bl.build_lib(
+            requirements, out, architecture="arm64", allow_missing=True, allow_unchecked=True
+        )
     except bl.BuildLibError as exc:
         if "pillow" in str(exc) and "No matching distribution" in str(exc):
             pytest.skip(f"the configured indexes have no aarch64 pillow wheel: {exc}")
@@ -545,3 +554,174 @@ def test_uv_gets_the_target_and_pips_index_settings() -> None:
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in joined
     assert "file:///mirror/simple" not in joined
     assert "--find-links /wheels" in joined and "--no-deps" in cmd
+
+
+# --- the target: a Lambda runtime, and only this interpreter's unless told -----------------
+
+HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+OTHER_PYTHON = "3.13" if HOST_PYTHON == "3.12" else "3.12"
+
+
+def test_a_runtime_sets_python_and_glibc_together() -> None:
+    assert bl.resolve_target("python3.12", None, None)[:2] == ("3.12", (2, 34))
+    assert bl.resolve_target("python3.13", None, None)[:2] == ("3.13", (2, 34))
+    assert bl.resolve_target("python3.11", None, None)[:2] == ("3.11", (2, 26))
+    # A lower glibc than the runtime's OS is a stricter target, so it is allowed.
+    assert bl.resolve_target("python3.12", "3.12", (2, 28))[:2] == ("3.12", (2, 28))
+    assert bl.resolve_target(None, None, None)[:2] == (
+        bl.DEFAULT_PYTHON_VERSION,
+        bl.DEFAULT_MAX_GLIBC,
+    )
+    for runtime, python, glibc in [
+        ("python3.12", "3.11", None),
+        ("python3.12", None, (2, 35)),
+        ("python2.7", None, None),
+    ]:
+        with pytest.raises(bl.BuildLibError) as caught:
+            bl.resolve_target(runtime, python, glibc)
+        assert caught.value.kind is bl.BuildLibErrorKind.BAD_INPUT
+
+
+def test_a_cross_build_without_allow_unchecked_fails_before_installing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_install(*args: object) -> None:
+        raise AssertionError("the installer ran")
+
+    monkeypatch.setattr(bl, "_run_installer", no_install)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("joblib==1.6.0\n")
+    out = tmp_path / "lib"
+    machine = bl._host_machine()
+    with pytest.raises(bl.BuildLibError) as caught:
+        bl.build_lib(requirements, out, python_version=OTHER_PYTHON, allow_missing=True)
+    assert caught.value.kind is bl.BuildLibErrorKind.CANNOT_CHECK
+    assert str(caught.value) == (
+        f"lib/ for Python {OTHER_PYTHON}/{machine} cannot be compiled and import-checked on "
+        f"Python {HOST_PYTHON}/{machine}; build on the function's runtime (CircleCI: "
+        f"cimg/python:{OTHER_PYTHON}) or pass --allow-unchecked"
+    )
+    other_machine = "arm64" if machine == "x86_64" else "x86_64"
+    with pytest.raises(bl.BuildLibError) as caught:
+        bl.build_lib(requirements, out, architecture=other_machine, allow_missing=True)
+    assert caught.value.kind is bl.BuildLibErrorKind.CANNOT_CHECK
+    assert "cannot be import-checked on" in str(caught.value)
+    assert not out.exists() and not out.with_name("lib.json").exists()
+
+    argv = ["--out", str(out), "--requirements", str(requirements), "--allow-missing"]
+    assert bl.main([*argv, "--runtime", f"python{OTHER_PYTHON}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("build-lib: error: lib/ for Python") and "--allow-unchecked" in err
+
+
+def test_a_strict_build_does_not_reuse_a_lib_built_unchecked(built: Built, tmp_path: Path) -> None:
+    out = tmp_path / "lib"
+    shutil.copytree(built.out, out, symlinks=True)
+    record = json.loads(built.out.with_name("lib.json").read_text())
+    record.update(compiled=False, import_checked=False)
+    out.with_name("lib.json").write_text(json.dumps(record))
+    assert bl.build_lib(built.requirements, out, allow_missing=True, allow_unchecked=True).cached
+    rebuilt = bl.build_lib(built.requirements, out, allow_missing=True)
+    assert not rebuilt.cached and rebuilt.compiled and rebuilt.import_checked
+
+
+# --- the glibc check ------------------------------------------------------------------------
+
+
+def _readelf_needs(path: Path) -> dict[str, frozenset[str]]:
+    """`readelf -V`'s "Version needs" of path, as elf_version_needs() gives them."""
+    out = subprocess.run(
+        ["readelf", "-V", "-W", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    needs: dict[str, set[str]] = {}
+    current: set[str] | None = None
+    section = out.split(".gnu.version_r", 1)[1] if ".gnu.version_r" in out else ""
+    for line in section.splitlines():
+        file = re.search(r"File: (\S+)", line)
+        name = re.search(r"Name: (\S+)", line)
+        if file:
+            current = needs.setdefault(file.group(1), set())
+        elif name and current is not None:
+            current.add(name.group(1))
+    return {k: frozenset(v) for k, v in needs.items()}
+
+
+@pytest.fixture(scope="module")
+def elf_sample() -> tuple[Path, tuple[int, int]]:
+    """The smallest of numpy's extension modules here that needs a glibc newer than 2.17."""
+    spec = importlib.util.find_spec("numpy")
+    assert spec is not None and spec.origin is not None
+    candidates = []
+    for path in Path(spec.origin).parent.rglob("*.so"):
+        needs = bl.elf_version_needs(path)
+        needed = bl.glibc_needed(set().union(*needs.values())) if needs else None
+        if needed is not None and needed > (2, 17):
+            candidates.append((path.stat().st_size, path, needed))
+    assert candidates, "no numpy extension module needs a glibc newer than 2.17"
+    _size, path, needed = min(candidates)
+    return path, needed
+
+
+def test_the_version_needs_of_a_known_file(elf_sample: tuple[Path, tuple[int, int]]) -> None:
+    path, needed = elf_sample
+    needs = bl.elf_version_needs(path)
+    assert needs is not None
+    assert any(v.startswith("GLIBC_2.") for v in needs.get("libc.so.6", ()))
+    from_libc = bl.glibc_needed(needs["libc.so.6"])
+    assert from_libc is not None and from_libc <= needed
+    if shutil.which("readelf"):
+        assert needs == _readelf_needs(path)
+    assert bl.elf_version_needs(Path(bl.__file__)) is None  # not ELF
+    versions = ["GLIBC_2.2.5", "GLIBC_2.28", "GLIBCXX_3.4.30", "GLIBC_PRIVATE"]
+    assert bl.glibc_needed(versions) == (2, 28)
+    assert bl.glibc_needed(["GLIBC_ABI_DT_RELR"]) == (2, 36)
+
+
+def test_glibc_check_names_the_file_and_both_versions(
+    elf_sample: tuple[Path, tuple[int, int]], tmp_path: Path
+) -> None:
+    path, needed = elf_sample
+    lib = tmp_path / "lib"
+    (lib / "pkg").mkdir(parents=True)
+    shutil.copy(path, lib / "pkg" / "_native.so")
+    (lib / "pkg" / "__init__.py").write_text("")
+    assert bl.glibc_check(lib, (2, 34), "the python3.12 runtime (Amazon Linux 2023)") == []
+    with pytest.raises(bl.BuildLibError) as caught:
+        bl.glibc_check(lib, (2, 2), "the python3.12 runtime (Amazon Linux 2023)")
+    assert caught.value.kind is bl.BuildLibErrorKind.GLIBC_TOO_NEW
+    assert (
+        f"pkg/_native.so needs GLIBC_{needed[0]}.{needed[1]}, and the python3.12 runtime "
+        "(Amazon Linux 2023) has glibc 2.2"
+    ) in str(caught.value)
+
+
+def test_a_build_whose_binary_needs_a_newer_glibc_fails(
+    elf_sample: tuple[Path, tuple[int, int]], tmp_path: Path
+) -> None:
+    # A wheel tagged for any platform that carries a binary: the installer cannot tell.
+    path, needed = elf_sample
+    files = {
+        "elfpkg/__init__.py": b"",
+        "elfpkg/_native.so": path.read_bytes(),
+        "elfpkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: elfpkg\nVersion: 1.0\n",
+        "elfpkg-1.0.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = [_record_line(n, d) for n, d in files.items()] + ["elfpkg-1.0.dist-info/RECORD,,"]
+    files["elfpkg-1.0.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "elfpkg-1.0-py3-none-any.whl", "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"--find-links {wheels}\nelfpkg==1.0\n")
+    out = tmp_path / "lib"
+    with pytest.raises(bl.BuildLibError) as caught:
+        bl.build_lib(requirements, out, allow_missing=True, max_glibc=(2, 17))
+    assert caught.value.kind is bl.BuildLibErrorKind.GLIBC_TOO_NEW
+    assert f"elfpkg/_native.so needs GLIBC_{needed[0]}.{needed[1]}" in str(caught.value)
+    assert "the target has glibc 2.17" in str(caught.value)
+    assert not out.exists() and _leftovers(out) == []
+    assert not bl.build_lib(requirements, out, allow_missing=True, max_glibc=(2, 34)).cached

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.ci.conftest import REPO_ROOT, STACK_NAME, TEST_MODEL, Deployed
+from tests.conftest import stack_variables
 from tests.terraform.conftest import Terraform
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform]
@@ -230,19 +231,13 @@ def test_terraform_does_not_fight_the_pipeline(
     deployed: Deployed, terraform: Terraform, two_runs: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:
     """After promotions, a plan with the same inputs has nothing to change (ignore_changes)."""
-    here = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     proc = terraform.run(
         "plan",
         "-detailed-exitcode",
         "-input=false",
         "-no-color",
         *terraform.state_args(STACK_NAME),
-        "-var",
-        f"name={STACK_NAME}",
-        "-var",
-        f"lambda_runtime={here}",
-        "-var",
-        'extra_cors_origins=["http://127.0.0.1:8080"]',
+        *stack_variables(),
         check=False,
         timeout=180,
     )

@@ -9,6 +9,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.terraform.conftest import REPO_ROOT, TF_DIR, Terraform
@@ -81,7 +82,9 @@ def test_only_the_aws_provider_is_required() -> None:
 BAD_VARIABLES = [
     ("inference_memory_mb=64", "inference_memory_mb must be a whole number between 128"),
     ("inference_memory_mb=20000", "inference_memory_mb must be a whole number between 128"),
-    ("lambda_runtime=python2.7", "lambda_runtime must be one of"),
+    ("lambda_runtime=python2.7", "lambda_runtime must be python3.12 or python3.13"),
+    # python3.11 runs on Amazon Linux 2 at AWS; only the local stack (local_emulator) has it.
+    ("lambda_runtime=python3.11", "python3.11 is accepted only with local_emulator = true"),
     ("lambda_architecture=sparc", "lambda_architecture must be x86_64 or arm64"),
     ("inference_reserved_concurrency=0", "inference_reserved_concurrency must be"),
     ("syncer_reserved_concurrency=2", "syncer_reserved_concurrency must be null or 1"),
@@ -133,6 +136,53 @@ def test_bad_variables_are_refused(
     proc = bad_variable_plans[var]
     assert proc.returncode != 0
     assert message in " ".join((proc.stderr + proc.stdout).split())
+
+
+def test_local_emulator_is_refused_outside_the_emulators_account(terraform: Terraform) -> None:
+    """python3.11 through local_emulator plans in the emulator's account, and in no other."""
+    env = terraform.env
+    sts = boto3.client(
+        "sts",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    # The emulator switches account for credentials of a role assumed in another one.
+    other = sts.assume_role(
+        RoleArn="arn:aws:iam::210987654321:role/deploy", RoleSessionName="local-emulator-test"
+    )["Credentials"]
+    elsewhere = Terraform(
+        env={
+            **env,
+            "AWS_ACCESS_KEY_ID": other["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": other["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": other["SessionToken"],
+        },
+        var_file=terraform.var_file,
+        work=terraform.work,
+    )
+    flags = ("-var", "lambda_runtime=python3.11", "-var", "local_emulator=true")
+
+    def plan(numbered: tuple[int, Terraform]) -> subprocess.CompletedProcess[str]:
+        number, tf = numbered
+        return tf.run(
+            "plan",
+            "-input=false",
+            "-no-color",
+            *tf.state_args(f"local-emulator-{number}"),
+            *flags,
+            check=False,
+            timeout=180,
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        here, there = pool.map(plan, enumerate([terraform, elsewhere]))
+    assert here.returncode == 0, here.stdout + here.stderr
+    assert there.returncode != 0
+    said = " ".join((there.stderr + there.stdout).split())
+    assert "local_emulator = true is for the local stack only" in said
+    assert "account 210987654321" in said
 
 
 @pytest.fixture(scope="module")
