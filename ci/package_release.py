@@ -4,7 +4,10 @@
 
 Release id = UTC time + short git sha. When the syncer can be asked (the stack is
 deployed), files already in the EFS store are left out of the bundle: a release that
-changes only the model carries only the model.
+changes only the model carries only the model. It says which happened ("delta: asked the
+syncer, ..." or "full bundle: could not ask the syncer (...)"); ``--require-delta`` makes
+not being able to ask an error, for a job that has the credentials and must not ship a
+full bundle by accident (CircleCI's build job).
 """
 
 from __future__ import annotations
@@ -113,17 +116,32 @@ def _link_tree(src: Path, dst: Path) -> None:
                 shutil.copy2(path, target)
 
 
+class DeltaUnavailable(RuntimeError):
+    """The syncer could not be asked which files the EFS store holds."""
+
+
 def present_on_efs(hashes: list[str]) -> set[str]:
-    """Which hashes the EFS store already holds, asked of the deployed syncer (empty if none)."""
+    """Which hashes the EFS store already holds, asked of the deployed syncer.
+
+    Raises DeltaUnavailable, with the reason, when it cannot be asked: no stack outputs,
+    no credentials, no syncer, or a syncer that refused.
+    """
     try:
         from ci import stack, syncer_client
 
         names = stack.load()
         answer = syncer_client.call(names.syncer_function, {"action": "have", "sha256": hashes})
-    except Exception as exc:  # no stack yet, or no syncer: ship everything
-        print(f"package: not asking EFS what it has ({exc}); bundling every file", file=sys.stderr)
-        return set()
-    return set(answer.details.get("present", [])) if answer.ok else set()
+    except Exception as exc:  # whatever stops the question, the bundle must say so
+        raise DeltaUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    if not answer.ok:
+        raise DeltaUnavailable(
+            f"the syncer answered {answer.status} ({answer.code}): {answer.message}"
+        )
+    return set(answer.details.get("present", []))
+
+
+def _log(message: str) -> None:
+    print(f"package: {message}", file=sys.stderr, flush=True)
 
 
 def package(
@@ -134,12 +152,18 @@ def package(
     *,
     present: Callable[[list[str]], set[str]] = present_on_efs,
     release_id: str | None = None,
+    require_delta: bool = False,
+    log: Callable[[str], None] = _log,
 ) -> PackagedRelease:
     """Assemble the release tree, write the bundle and release.json, return the summary.
 
     With ``delta``, files whose hashes ``present`` reports (by default: the deployed
-    syncer's store) are left out of the bundle.
+    syncer's store) are left out of the bundle. When ``present`` raises DeltaUnavailable
+    the bundle carries every file, or, with ``require_delta``, the DeltaUnavailable is
+    raised. ``log`` gets one line saying which of the two happened.
     """
+    if require_delta and not delta:
+        raise ValueError("require_delta needs delta")
     lib_report = json.loads(lib.with_name(lib.name + ".json").read_text())
     model_meta = json.loads((model_dir / "metadata.json").read_text())
     commit = git_commit()
@@ -152,9 +176,25 @@ def package(
     os.link(model_dir / "model.joblib", tree / "model" / "model.joblib")
     manifest = build_manifest(tree)
     stamp = build_stamp(release_id, manifest, stamp_fields(lib_report, model_meta, commit))
-    omit = present(sorted({e.sha256 for e in manifest})) if delta else set()
+    omit: set[str] = set()
+    full_because = "delta off (--full)"
+    if delta:
+        try:
+            omit = present(sorted({e.sha256 for e in manifest}))
+            full_because = ""
+        except DeltaUnavailable as exc:
+            if require_delta:
+                raise
+            full_because = f"could not ask the syncer ({exc})"
     info = make_bundle(tree, stamp, out / f"{release_id}.tar.gz", omit_sha256=omit)
     shutil.rmtree(tree)
+    if full_because:
+        log(f"full bundle: {full_because}")
+    else:
+        log(
+            f"delta: asked the syncer, {info.files_omitted} of {len(manifest)} files already "
+            f"on EFS, bundle carries {len(manifest) - info.files_omitted}"
+        )
     packaged = PackagedRelease(
         release_id=release_id,
         bundle=str(info.path),
@@ -179,10 +219,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lib", type=Path, default=paths.build_dir() / "lib")
     parser.add_argument("--model", type=Path, default=paths.build_dir() / "model")
     parser.add_argument("--out", type=Path, default=paths.build_dir() / "release")
-    parser.add_argument("--full", action="store_true", help="bundle every file (no delta)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--full", action="store_true", help="bundle every file (no delta)")
+    mode.add_argument(
+        "--require-delta",
+        action="store_true",
+        help="fail instead of bundling every file when the syncer cannot be asked",
+    )
     args = parser.parse_args(argv)
     try:
-        packaged = package(args.lib, args.model, args.out, delta=not args.full)
+        packaged = package(
+            args.lib,
+            args.model,
+            args.out,
+            delta=not args.full,
+            require_delta=args.require_delta,
+        )
+    except DeltaUnavailable as exc:
+        print(
+            f"package: failed: --require-delta, and the syncer could not be asked which files "
+            f"EFS holds: {exc}",
+            file=sys.stderr,
+        )
+        return 1
     except (OSError, ValueError, KeyError) as exc:
         print(f"package: failed: {exc}", file=sys.stderr)
         return 1

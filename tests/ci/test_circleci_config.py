@@ -48,10 +48,11 @@ ALLOW_MISSING = os.environ.get("CIRCLECI_DRIFT_ALLOW_MISSING") == "1"
 MAIN = "main"
 AWS_CONTEXT = "aws-deploy"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-# Deploy jobs run on main only; those that touch AWS also take the OIDC context and
-# share one serial group. build touches no AWS, so it is neither serialised nor given
-# credentials.
+# Deploy jobs run on main only; those that change AWS also take the OIDC context and
+# share one serial group. build only reads AWS (the function's runtime, the files EFS
+# holds), so it takes the context but is not serialised.
 AWS_JOBS = ("publish", "promote", "smoke", "prune", "terraform-plan", "terraform-apply")
+CREDENTIAL_JOBS = ("build", *AWS_JOBS)
 DEPLOY_JOBS = ("build", *AWS_JOBS)
 
 BUILTIN_STEPS = {
@@ -463,7 +464,7 @@ def test_only_aws_jobs_get_the_oidc_context_and_set_it_up_first(config: dict[str
     entries = workflow_entries(config)
     for name, entry in entries.items():
         context = entry.get("context")
-        if name in AWS_JOBS:
+        if name in CREDENTIAL_JOBS:
             assert context in (AWS_CONTEXT, [AWS_CONTEXT]), f"{name} context: {context}"
             names = step_names(config, name)
             assert "aws-oidc" in names and "setup" in names
@@ -491,16 +492,19 @@ def test_jobs_run_the_pipeline_steps_in_order(config: dict[str, Any]) -> None:
 
     assert modules("test") == ["ci.check"]
     assert modules("build") == [
+        "ci.runtime",
         "ci.build_lib",
         "ci.build_model",
         "ci.release_check",
         "ci.package_release",
     ]
-    assert modules("publish") == ["ci.publish"]
+    # The smoke credentials are checked before publish changes anything on AWS.
+    assert modules("publish") == ["ci.smoke", "ci.publish"]
+    assert ".venv/bin/python -m ci.smoke --check-credentials" in job_commands(config, "publish")
     assert modules("promote") == ["ci.promote"]
     assert modules("smoke") == ["ci.smoke"]
     assert modules("prune") == ["ci.prune"]
-    for job in ("publish", "promote", "smoke", "prune"):
+    for job in ("build", "publish", "promote", "smoke", "prune"):
         assert "make tf-outputs TARGET=aws" in job_commands(config, job), job
     assert "make tf-plan TARGET=aws" in job_commands(config, "terraform-plan")
     assert "make tf-apply TARGET=aws" in job_commands(config, "terraform-apply")
@@ -524,10 +528,7 @@ def test_build_uses_the_cpu_torch_index_and_the_fixed_arguments(config: dict[str
     assert build_lib.split()[3:] == [
         "--out",
         "build/lib",
-        "--python-version",
-        terraform_default_python(),
-        "--architecture",
-        "x86_64",
+        "--from-function",
         "--model",
         model,
         "--extra-index-url",
@@ -539,7 +540,10 @@ def test_build_uses_the_cpu_torch_index_and_the_fixed_arguments(config: dict[str
     (image,) = config["executors"][config["jobs"]["build"]["executor"]]["docker"]
     assert image["image"] == f"cimg/python:{terraform_default_python()}"
     assert any(
-        c.endswith("ci.package_release --lib build/lib --model build/model --out build/release")
+        c.endswith(
+            "ci.package_release --lib build/lib --model build/model --out build/release "
+            "--require-delta"
+        )
         for c in commands
     )
     for job in ("publish", "promote"):
@@ -547,6 +551,31 @@ def test_build_uses_the_cpu_torch_index_and_the_fixed_arguments(config: dict[str
             c.endswith("--release build/release/release.json") for c in job_commands(config, job)
         )
     assert any(c.endswith("ci.prune --keep 3") for c in job_commands(config, "prune"))
+
+
+def test_build_reads_the_deployed_function_and_efs_with_credentials(
+    config: dict[str, Any],
+) -> None:
+    """lib/ for the function's runtime, and a delta or a failure, never a silent full bundle."""
+    entries = workflow_entries(config)
+    assert entries["build"].get("context") in (AWS_CONTEXT, [AWS_CONTEXT])
+    # It only reads, so it does not wait for (or hold up) the deploy serial group.
+    assert "serial-group" not in entries["build"]
+    names = step_names(config, "build")
+    assert "aws-oidc" in names and "tf-outputs" in names
+    assert names.index("aws-oidc") < names.index("setup") < names.index("tf-outputs")
+    # build/runtime.txt, which keys the lib/ cache, is written before the cache is restored.
+    assert names.index("tf-outputs") < names.index("run") < names.index("restore_cache")
+    commands = job_commands(config, "build")
+    (runtime,) = [c for c in commands if "-m ci.runtime" in c]
+    (build_lib,) = [c for c in commands if "-m ci.build_lib" in c]
+    (package,) = [c for c in commands if "-m ci.package_release" in c]
+    assert runtime.endswith("--out build/runtime.txt")
+    assert "--from-function" in build_lib.split()
+    for fixed in ("--python-version", "--runtime", "--architecture", "--allow-unchecked"):
+        assert fixed not in build_lib.split(), fixed
+    assert "--require-delta" in package.split() and "--full" not in package.split()
+    assert commands.index(runtime) < commands.index(build_lib) < commands.index(package)
 
 
 def test_build_hands_its_outputs_to_the_later_jobs(config: dict[str, Any]) -> None:
@@ -574,6 +603,9 @@ def test_installer_and_lib_caches(config: dict[str, Any]) -> None:
     for requirements in ("lambda.txt", "lambda-onnx.txt"):
         assert f'{{{{ checksum "requirements/{requirements}" }}}}' in lib_saves[0]["key"]
     assert "<< pipeline.parameters.model >>" in lib_saves[0]["key"]
+    # The target (runtime, Python, machine, glibc) as the step before restore_cache wrote it.
+    assert '{{ checksum "build/runtime.txt" }}' in lib_saves[0]["key"]
+    assert "py3." not in lib_saves[0]["key"]
     assert "dev.txt" not in lib_saves[0]["key"]
     assert any(
         lib_saves[0]["key"] in r["keys"] for r in step_bodies(config, "build", "restore_cache")
