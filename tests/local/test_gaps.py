@@ -115,6 +115,24 @@ def lambda_file_system_configs() -> None:
     assert published["FileSystemConfigs"] == configs
 
 
+def lambda_create_alias_resent() -> None:
+    lam = _client("lambda")
+    lam.create_function(
+        FunctionName="gap",
+        Runtime="python3.11",
+        Role=_lambda_role(),
+        Handler="handler.handle",
+        Code={"ZipFile": _zip()},
+        Publish=True,
+    )
+    alias = {"FunctionName": "gap", "Name": "live", "FunctionVersion": "1", "Description": "d"}
+    first = lam.create_alias(**alias)
+    assert lam.create_alias(**alias)["AliasArn"] == first["AliasArn"]  # the same request again
+    # Anything else that names an existing alias is still the conflict AWS answers.
+    with pytest.raises(ClientError, match="ConflictException"):
+        lam.create_alias(**{**alias, "Description": "another"})
+
+
 def iam_managed_policies() -> None:
     iam = _client("iam")
     arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
@@ -236,6 +254,7 @@ EXERCISES: dict[str, Callable[[], None]] = {
     "efs_delete_file_system_policy": efs_delete_file_system_policy,
     "efs_put_backup_policy": efs_put_backup_policy,
     "lambda_file_system_configs": lambda_file_system_configs,
+    "lambda_create_alias_resent": lambda_create_alias_resent,
     "iam_managed_policies": iam_managed_policies,
     "policy_condition_not_met_is_neutral": policy_condition_not_met_is_neutral,
     "ec2_rule_descriptions": ec2_rule_descriptions,
