@@ -7,7 +7,7 @@ the unpack here says little about Lambda's 15-minute ceiling. Instead every file
 call the unpack makes is counted, by stage (stream, commit, link, check), and priced with
 EFS's latencies: writes (create, setattr, rename, link, mkdir, unlink, commit) and reads
 (lookup, getattr, open, readdir). Stages whose per-file work runs on the thread pool
-(efs_layout.store.IO_WORKERS) overlap their latencies; the rest add up. The figures are
+(efs_layout.verify.IO_WORKERS) overlap their latencies; the rest add up. The figures are
 an estimate of the latency-bound time, the part that parallel requests can hide; the
 bytes themselves move at EFS's throughput, given beside it.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import efs_layout.bundle as bundle_module
-import efs_layout.store as store_module
+import efs_layout.verify as verify_module
 from efs_layout import (
     ModelInfo,
     Packages,
@@ -46,7 +46,7 @@ from efs_layout import (
 
 # Threads of the unpack's parallel stages; 1 for code from before they were parallel
 # (PYTHONPATH at an older checkout measures that code with this script).
-IO_WORKERS: int = getattr(store_module, "IO_WORKERS", 1)
+IO_WORKERS: int = getattr(verify_module, "IO_WORKERS", 1)
 
 # The calls that reach the NFS server, by the kind of operation EFS bills in latency.
 WRITE_CALLS = ("rename", "link", "mkdir", "unlink", "rmdir", "chmod", "fchmod", "fsync", "sync")
@@ -140,7 +140,8 @@ def synthetic_lib(base: Path, files: int, seed: int = 0) -> int:
     return total
 
 
-def _fields() -> StampFields:
+def stamp_fields() -> StampFields:
+    """Stamp fields for the synthetic release (their values do not change the counts)."""
     return StampFields(
         git_commit="0" * 40,
         python=PythonInfo(abi_tag="cp312", version="3.12"),
@@ -169,7 +170,7 @@ def run(files: int) -> dict[str, Any]:
         root = base / "efs"
         root.mkdir()
         results: dict[str, Any] = {"files": files, "lib_bytes": lib_bytes, "workers": IO_WORKERS}
-        stamp = build_stamp("20260101T000000Z-0000001", build_manifest(source), _fields())
+        stamp = build_stamp("20260101T000000Z-0000001", build_manifest(source), stamp_fields())
         bundle = make_bundle(source, stamp, base / "release.tar.gz")
         counts = Counts()
         with counting(counts):

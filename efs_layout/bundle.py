@@ -54,13 +54,12 @@ from efs_layout.lock import DEFAULT_TIMEOUT, release_lock
 from efs_layout.release import ReleaseResult, Staging, existing_release, publish, staging
 from efs_layout.stamp import ManifestEntry, Stamp, StampError, parse_stamp
 from efs_layout.store import (
-    IO_WORKERS,
     commit_parts,
     link_release,
     store_has,
     write_part,
 )
-from efs_layout.verify import CHUNK_SIZE, MAX_STAMP_BYTES
+from efs_layout.verify import CHUNK_SIZE, IO_WORKERS, MAX_STAMP_BYTES
 
 # What a corrupt or truncated tar/gzip stream raises while it is read.
 _STREAM_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -495,7 +494,7 @@ def _unpack_locked(
             clock.lap("stream")
             ingest.commit()
             clock.lap("commit")
-            copies = link_release(root, stamp.manifest, area.release_dir, pool)
+            copies = link_release(root, stamp.manifest, area.release_dir)
             clock.lap("link")
             result = publish(
                 root,
@@ -596,7 +595,8 @@ class _Ingest:
                 raise BundleError(f"{member.name} has no content")
             self._write(_GuardedReader(reader), entry)
             if len(self._pending) >= COMMIT_BATCH:
-                self._commit_pending()
+                self._collect()
+                self.commit()
         self._collect()
         absent = [by_path[p] for p in sorted(set(by_path) - seen)]
         # Content this bundle carries under another path is in the store by commit time.
@@ -633,13 +633,9 @@ class _Ingest:
         if error is not None:
             raise error
 
-    def _commit_pending(self) -> None:
-        self._collect()
-        self.commit()
-
     def commit(self) -> None:
         """Give the parts written so far their store names (durable first, then named)."""
-        self.area.stored.extend(commit_parts(self.root, self._uncommitted, self.pool))
+        self.area.stored.extend(commit_parts(self.root, self._uncommitted))
         self._uncommitted.clear()
 
 

@@ -33,6 +33,7 @@ Rules the rest of the package relies on:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -121,21 +122,23 @@ def ensure_tree(root: PathLike) -> None:
         make_dirs(path)
 
 
-def _umask() -> int:
-    # os.umask can only be read by setting it; done once, at import, before any thread.
+@functools.cache
+def _mkdir_keeps_mode() -> bool:
+    """Whether mkdir(DIR_MODE) already gives DIR_MODE, so no chmod (an EFS round trip) follows.
+
+    Asked on the first mkdir, not at import: the inference function imports this module
+    on its cold-start path and never makes a directory. os.umask can only be read by
+    setting it; writers ask from their main thread before any worker thread runs.
+    """
     current = os.umask(0o022)
     os.umask(current)
-    return current
-
-
-# Whether mkdir(DIR_MODE) already gives DIR_MODE: then no chmod (an EFS round trip) follows.
-_MKDIR_KEEPS_MODE = DIR_MODE & ~_umask() == DIR_MODE
+    return DIR_MODE & ~current == DIR_MODE
 
 
 def make_dir(path: Path) -> None:
     """mkdir with mode 0755 regardless of the umask; the parent must exist."""
     path.mkdir(mode=DIR_MODE)
-    if not _MKDIR_KEEPS_MODE:
+    if not _mkdir_keeps_mode():
         os.chmod(path, DIR_MODE)
 
 
@@ -155,7 +158,7 @@ def make_dirs(path: Path) -> None:
             if not directory.is_dir():
                 raise
             continue
-        if not _MKDIR_KEEPS_MODE:
+        if not _mkdir_keeps_mode():
             os.chmod(directory, DIR_MODE)
 
 

@@ -32,11 +32,10 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from efs_layout.errors import EfsLayoutError
 from efs_layout.layout import (
@@ -51,21 +50,16 @@ from efs_layout.layout import (
 )
 from efs_layout.lock import DEFAULT_TIMEOUT, release_lock
 from efs_layout.stamp import ManifestEntry
-from efs_layout.verify import CHUNK_SIZE
+from efs_layout.verify import CHUNK_SIZE, parallel_map
 
 # A staging directory this old belongs to a writer that died (writers hold the lock, and a
 # lock is taken over after 16 minutes).
 DEFAULT_TMP_MAX_AGE = 3600.0
 
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # store_has(): below this many hashes a thread pool costs more than it saves.
 _PARALLEL_THRESHOLD = 64
 _STAT_WORKERS = 16
-# Threads for the per-file writes of an unpack (part files, renames, links). NFS clients
-# keep many requests in flight on one mount; 16 hides most of the 2.7 ms per write op.
-IO_WORKERS = 16
 # "You can have up to 177 hard links in a file" (EFS troubleshooting guide).
 EFS_MAX_LINKS = 177
 
@@ -135,6 +129,8 @@ def store_has(
 
     if len(wanted) < _PARALLEL_THRESHOLD:
         return set(present(wanted))
+    from concurrent.futures import ThreadPoolExecutor
+
     batches = [wanted[i::_STAT_WORKERS] for i in range(_STAT_WORKERS)]
     with ThreadPoolExecutor(max_workers=_STAT_WORKERS) as pool:
         return {sha256 for found in pool.map(present, batches) for sha256 in found}
@@ -233,16 +229,14 @@ def sync_filesystem(path: PathLike) -> None:
         os.close(fd)
 
 
-def commit_parts(
-    root: PathLike, parts: Mapping[str, Path], pool: ThreadPoolExecutor | None = None
-) -> list[Path]:
+def commit_parts(root: PathLike, parts: Mapping[str, Path]) -> list[Path]:
     """Give each part file (by sha256) its store name, once all are durable; return the names.
 
     One sync before the renames keeps the store's rule that a name is never on partial
-    data; one after makes the names durable. The renames run on ``pool`` when given. A
-    name that exists already is replaced: writers hold the release lock, so only a
-    crashed writer's file could be there, with the same verified content, and releases
-    that link it keep their inode.
+    data; one after makes the names durable. The renames run on a few threads. A name
+    that exists already is replaced: writers hold the release lock, so only a crashed
+    writer's file could be there, with the same verified content, and releases that link
+    it keep their inode.
     """
     if not parts:
         return []
@@ -255,32 +249,9 @@ def commit_parts(
         os.rename(parts[sha256], targets[sha256])
         return targets[sha256]
 
-    stored = _run_all(rename, list(parts), pool)
+    stored = parallel_map(rename, list(parts))
     sync_filesystem(root)
     return stored
-
-
-def _run_all(
-    work: Callable[[_T], _R], items: Sequence[_T], pool: ThreadPoolExecutor | None
-) -> list[_R]:
-    """``work`` on every item, on ``pool`` if given; the first error is raised after all ran.
-
-    Waiting for every task before raising keeps a failed step from leaving threads still
-    writing into a staging directory that the caller is about to remove.
-    """
-    if pool is None:
-        return [work(item) for item in items]
-    futures = [pool.submit(work, item) for item in items]
-    results: list[_R] = []
-    error: BaseException | None = None
-    for future in futures:
-        try:
-            results.append(future.result())
-        except BaseException as exc:  # re-raised below, once every task has ended
-            error = error or exc
-    if error is not None:
-        raise error
-    return results
 
 
 def ingest_file(
@@ -338,15 +309,10 @@ def _link(source: Path, target: Path) -> None:
         os.link(source, target)
 
 
-def link_release(
-    root: PathLike,
-    manifest: Sequence[ManifestEntry],
-    release_dir: Path,
-    pool: ThreadPoolExecutor | None = None,
-) -> int:
+def link_release(root: PathLike, manifest: Sequence[ManifestEntry], release_dir: Path) -> int:
     """Link every manifest file from the store into ``release_dir``; return the copies made.
 
-    Directories first (in order, each once), then the links on ``pool``. Files past the
+    Directories first (in order, each once), then the links on a few threads. Files past the
     link limit become private copies (link_from_store()), and if there are any the file
     system is synced once, so the release is durable before it is published.
     """
@@ -361,10 +327,9 @@ def link_release(
     for directory in sorted(directories):
         make_dir(directory)
     at_limit: set[str] = set()
-    copied = _run_all(
+    copied = parallel_map(
         lambda entry: link_from_store(root, entry, release_dir, at_limit=at_limit),
         list(manifest),
-        pool,
     )
     copies = sum(copied)
     if copies:

@@ -32,7 +32,9 @@ MAX_STAMP_BYTES = 64 * 1024 * 1024
 # On EFS every stat and read is a network round trip; a few threads hide the latency.
 # Below this many files the thread pool costs more than it saves.
 _PARALLEL_THRESHOLD = 64
-_WORKERS = 16
+# Threads for per-file work on EFS (stats, writes, links): NFS keeps many requests in
+# flight on one mount, so 16 hide most of each round trip's latency.
+IO_WORKERS = 16
 
 _MACHINE_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
 
@@ -116,7 +118,7 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
     # One task per worker, not per item: a future per file cost ~20 us each (200 ms for a
     # 10,000-file lib/), ten times the stat itself on a local disk.
-    size = -(-len(items) // _WORKERS)
+    size = -(-len(items) // IO_WORKERS)
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
         return [r for part in pool.map(lambda chunk: [fn(x) for x in chunk], chunks) for r in part]

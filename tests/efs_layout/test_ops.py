@@ -9,18 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.syncer_ops import Counts, counting
-from efs_layout import (
-    ModelInfo,
-    Packages,
-    PlatformInfo,
-    PythonInfo,
-    StampFields,
-    build_manifest,
-    build_stamp,
-    make_bundle,
-    unpack_bundle,
-)
+from bench.syncer_ops import Counts, counting, stamp_fields
+from efs_layout import build_manifest, build_stamp, make_bundle, unpack_bundle
 
 FILES = 600
 DIRECTORIES = 30
@@ -38,14 +28,7 @@ def _source(base: Path) -> Path:
 
 def test_unpack_operations_per_file(tmp_path: Path) -> None:
     source = _source(tmp_path / "src")
-    fields = StampFields(
-        git_commit="0" * 40,
-        python=PythonInfo(abi_tag="cp312", version="3.12"),
-        platform=PlatformInfo(machine="x86_64", manylinux="manylinux_2_28_x86_64"),
-        packages=Packages(joblib="1", pillow="1", numpy="1"),
-        model=ModelInfo(framework="onnx", name="m", file="model/model.joblib"),
-    )
-    stamp = build_stamp("20260101T000000Z-0000001", build_manifest(source), fields)
+    stamp = build_stamp("20260101T000000Z-0000001", build_manifest(source), stamp_fields())
     bundle = make_bundle(source, stamp, tmp_path / "r.tar.gz")
     root = tmp_path / "efs"
     root.mkdir()

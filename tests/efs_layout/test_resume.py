@@ -34,7 +34,7 @@ _CHILD = textwrap.dedent(
     bundle.COMMIT_BATCH = 5
     real_write = bundle.write_part
     def slow_write(*args, **kwargs):
-        time.sleep(0.2)
+        time.sleep(0.5)
         return real_write(*args, **kwargs)
     bundle.write_part = slow_write
     bundle.unpack_bundle(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -108,16 +108,21 @@ def test_malformed_requests_are_refused(event: Any) -> None:
     assert isinstance(outcome, Outcome) and outcome.code == "bad_request"
 
 
-def test_handler_downloads_from_s3_and_publishes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    root = tmp_path / "efs"
+def _syncer_environment(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """The syncer's environment: EFS at ``root``, S3 from moto in this process."""
     monkeypatch.setenv("EFS_MOUNT_PATH", str(root))
     for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def test_handler_downloads_from_s3_and_publishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "efs"
+    _syncer_environment(monkeypatch, root)
     rid = "20261125T120000Z-abcdef1"
     path, sha = bundle_for(tmp_path, rid, {"w": 1})
     with mock_aws():
@@ -228,12 +233,7 @@ def test_the_lock_carries_the_syncers_remaining_time(
 
     monkeypatch.setattr(bundle_module, "release_lock", recording_lock)
     root = tmp_path / "efs"
-    monkeypatch.setenv("EFS_MOUNT_PATH", str(root))
-    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    _syncer_environment(monkeypatch, root)
     rid = "20261125T120000Z-abcdef1"
     path, sha = bundle_for(tmp_path, rid, {"w": 1})
     with mock_aws():

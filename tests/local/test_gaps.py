@@ -90,6 +90,18 @@ def _zip() -> bytes:
     return buf.getvalue()
 
 
+def _create_function(lam: Any, **extra: Any) -> None:
+    """The function "gap", with ``extra`` CreateFunction parameters."""
+    lam.create_function(
+        FunctionName="gap",
+        Runtime="python3.11",
+        Role=_lambda_role(),
+        Handler="handler.handle",
+        Code={"ZipFile": _zip()},
+        **extra,
+    )
+
+
 def lambda_file_system_configs() -> None:
     lam = _client("lambda")
     configs = [
@@ -101,14 +113,7 @@ def lambda_file_system_configs() -> None:
             "LocalMountPath": "/mnt/ml",
         }
     ]
-    lam.create_function(
-        FunctionName="gap",
-        Runtime="python3.11",
-        Role=_lambda_role(),
-        Handler="handler.handle",
-        Code={"ZipFile": _zip()},
-        FileSystemConfigs=configs,
-    )
+    _create_function(lam, FileSystemConfigs=configs)
     assert lam.get_function(FunctionName="gap")["Configuration"]["FileSystemConfigs"] == configs
     version = lam.publish_version(FunctionName="gap")["Version"]
     published = lam.get_function(FunctionName="gap", Qualifier=version)["Configuration"]
@@ -117,14 +122,7 @@ def lambda_file_system_configs() -> None:
 
 def lambda_create_alias_resent() -> None:
     lam = _client("lambda")
-    lam.create_function(
-        FunctionName="gap",
-        Runtime="python3.11",
-        Role=_lambda_role(),
-        Handler="handler.handle",
-        Code={"ZipFile": _zip()},
-        Publish=True,
-    )
+    _create_function(lam, Publish=True)
     alias = {"FunctionName": "gap", "Name": "live", "FunctionVersion": "1", "Description": "d"}
     first = lam.create_alias(**alias)
     assert lam.create_alias(**alias)["AliasArn"] == first["AliasArn"]  # the same request again
