@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from efs_layout.layout import add_lib_to_path, is_valid_release_id, release_path
+from efs_layout.model_manifest import MANIFEST_FILE, InputSpec, ModelManifest, read_manifest
 from efs_layout.verify import Verdict, check_release
 from lambda_src.inference.http import HttpError
 
+# What a release without model.json (built before model directories) takes.
+IMAGE_INPUT = InputSpec(kind="image")
 # The module each stamp framework needs before its first prediction.
 FRAMEWORK_MODULES = {
     "torch": "torch",
@@ -52,6 +55,7 @@ class Loaded:
     release_id: str
     stamp: Any
     predictor: Any
+    input: InputSpec
     timings_ms: dict[str, float]
 
 
@@ -93,7 +97,8 @@ class Runtime:
             )
         add_lib_to_path(self.config.mount_path, self.config.release_id)
         try:
-            import joblib  # from the release's lib/, now that the stamp fits
+            # joblib and Pillow from the release's lib/, now that the stamp fits.
+            importlib.import_module("joblib")
             from PIL import Image
 
             # Pillow imports its format plugins on the first decode; import them now, so
@@ -113,23 +118,28 @@ class Runtime:
                 f"({exc})",
             )
         t2 = time.perf_counter()
-        model_file = release_path(self.config.mount_path, self.config.release_id) / (
-            verdict.stamp.model.file
-        )
-        # Weights are stored uncompressed so they can be memory-mapped: loading costs page
-        # faults on first touch instead of a 230 MB copy, and environments share the pages.
-        # (joblib ignores mmap_mode for compressed files such as the small digits model.)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*mmap_mode.*compressed file.*")
-            predictor = prepare_predictor(joblib.load(model_file, mmap_mode="r"))
+        release_dir = release_path(self.config.mount_path, self.config.release_id)
+        try:
+            predictor, manifest = load_release_model(release_dir, verdict.stamp)
+        except Exception as exc:
+            # The model's own code runs here (unpickling, imports, a constructor), so any
+            # exception is possible. The stamp covers these files, so this is a model the
+            # pipeline's release check (the same loader) should have refused: say so.
+            return HttpError(
+                503,
+                "release_model_failed",
+                f"release {self.config.release_id} is not served: its model failed to load "
+                f"({type(exc).__name__}: {exc})",
+            )
         t3 = time.perf_counter()
         if warm:
-            _rehearse(predictor)
+            _rehearse(predictor, manifest)
         t4 = time.perf_counter()
         self.loaded = Loaded(
             release_id=self.config.release_id,
             stamp=verdict.stamp,
             predictor=predictor,
+            input=manifest.input if manifest is not None else IMAGE_INPUT,
             timings_ms={
                 "stamp_check": (t1 - t0) * 1000,
                 "imports": (t2 - t1) * 1000,
@@ -167,6 +177,7 @@ class Runtime:
                 "files": len(stamp.manifest),
             }
         if self.loaded is not None:
+            body["input"] = self.loaded.input.public()
             # The version this environment really imported, and from where: the stamp says
             # what lib/ holds, this says that lib/'s copy is what serves.
             module = sys.modules.get(FRAMEWORK_MODULES.get(self.loaded.stamp.model.framework, ""))
@@ -200,7 +211,31 @@ def prepare_predictor(predictor: Any) -> Any:
     return predictor
 
 
-def _rehearse(predictor: Any) -> None:
+def load_release_model(release_dir: Path, stamp: Any) -> tuple[Any, ModelManifest | None]:
+    """The release's model, loaded as its manifest says (legacy: a bare predictor joblib).
+
+    Call only after check_release() said ok and lib/ is on sys.path. The pipeline's release
+    check loads models through this too, so it predicts with the object the runtime serves.
+    """
+    model_dir = release_dir / "model"
+    manifest_entry = f"model/{MANIFEST_FILE}"
+    if any(entry.path == manifest_entry for entry in stamp.manifest):
+        manifest = read_manifest(model_dir / MANIFEST_FILE)
+        from lambda_src.models.manifest_models import load_predictor
+
+        return load_predictor(manifest, model_dir), manifest
+    import joblib
+
+    # Weights are stored uncompressed so they can be memory-mapped: loading costs page
+    # faults on first touch instead of a 230 MB copy, and environments share the pages.
+    # (joblib ignores mmap_mode for compressed files such as the small digits model.)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*mmap_mode.*compressed file.*")
+        loaded = joblib.load(release_dir / stamp.model.file, mmap_mode="r")
+    return prepare_predictor(loaded), None
+
+
+def _rehearse(predictor: Any, manifest: ModelManifest | None) -> None:
     """Decode and predict a small synthetic PNG, as a request would.
 
     A warm-up must touch everything a prediction uses: Pillow's plugins, numpy's lazily
@@ -208,6 +243,9 @@ def _rehearse(predictor: Any) -> None:
     of them load from the release's lib/ on first use, so an environment warmed only
     halfway fails if its release goes away, and its first real request is slow.
     """
+    if manifest is not None and manifest.input.kind == "features":
+        predictor.rehearse()
+        return
     import io
 
     from PIL import Image
