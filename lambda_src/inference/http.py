@@ -8,10 +8,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any
+from typing import Any, NoReturn
 
 # A synchronous Lambda invocation carries at most 6 MB; base64 costs a third of it.
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
@@ -29,6 +30,12 @@ IMAGE_TYPES = frozenset(
         "image/tiff",
     }
 )
+# Rows a features request may carry at most, whatever a model's manifest allows.
+MAX_FEATURE_ROWS = 10_000
+# Numbers a features request may carry at most (rows x features).
+MAX_FEATURE_VALUES = 1_000_000
+# Lambda's synchronous payload limit is 6 MB.
+MAX_FEATURES_BODY_BYTES = 6 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,14 @@ class ImagePayload:
     declared_type: str
     top_k: int = DEFAULT_TOP_K
     source: str = field(default="body")
+
+
+@dataclass(frozen=True)
+class FeaturesPayload:
+    """The rows of a JSON-features /predict request and what was asked of them."""
+
+    rows: list[list[float]]
+    top_k: int = DEFAULT_TOP_K
 
 
 def parse_event(event: dict[str, Any]) -> Request | HttpError:
@@ -203,7 +218,12 @@ def _json_image(body: bytes) -> bytes | HttpError:
         # Python's 4300-digit limit; RecursionError is what "[[[[..." 100k deep raises.
         return HttpError(400, "bad_json", "the body is not valid JSON")
     if not isinstance(doc, dict) or not isinstance(doc.get("image_base64"), str):
-        return HttpError(400, "missing_field", 'JSON bodies need {"image_base64": "<base64>"}')
+        return HttpError(
+            400,
+            "missing_field",
+            'JSON bodies need {"image_base64": "<base64>"} (image models) or '
+            '{"instances": [[number, ...], ...]} (features models)',
+        )
     text = doc["image_base64"]
     if text.startswith("data:") and "," in text:
         text = text.split(",", 1)[1]  # a data: URL from a canvas
@@ -211,6 +231,142 @@ def _json_image(body: bytes) -> bytes | HttpError:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return HttpError(400, "bad_base64", "image_base64 is not valid base64")
+
+
+def is_features_request(request: Request) -> bool:
+    """True for JSON that names "instances" and no "image_base64": the features kind.
+
+    Any other JSON takes the image path, as before features existed, so a malformed body
+    gets the same answer whichever model is served.
+    """
+    # A byte search, not a parse: the kind is decided before any size check has run.
+    body = request.body
+    return (
+        request.content_type == "application/json"
+        and b'"instances"' in body
+        and b'"image_base64"' not in body
+    )
+
+
+class _NonFinite(Exception):
+    """NaN, Infinity or -Infinity in the body; not a ValueError, so it is not taken for bad JSON."""
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise _NonFinite(name)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # before int: bool is an int subclass
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _non_finite(where: str) -> HttpError:
+    return HttpError(422, "non_finite_value", f"{where} is not a finite number")
+
+
+def extract_instances(
+    request: Request, *, features: int | None, max_rows: int
+) -> FeaturesPayload | HttpError:
+    """The rows of a features request: a list of equal-length lists of finite numbers.
+
+    `features` is the row length the model expects (None: whatever the first row has);
+    `max_rows` is the model's own limit, capped at MAX_FEATURE_ROWS.
+    """
+    top_k = parse_top_k(request.query)
+    if isinstance(top_k, HttpError):
+        return top_k
+    body = request.body
+    if not body:
+        return HttpError(
+            400, "empty_body", 'the request has no body; send {"instances": [[number, ...]]}'
+        )
+    if len(body) > MAX_FEATURES_BODY_BYTES:
+        return HttpError(
+            413,
+            "payload_too_large",
+            f"the body is {len(body)} bytes; the limit is {MAX_FEATURES_BODY_BYTES} bytes "
+            f"({MAX_FEATURES_BODY_BYTES // (1024 * 1024)} MiB)",
+        )
+    row_limit = min(max_rows, MAX_FEATURE_ROWS)
+    too_many_rows = HttpError(
+        413,
+        "too_many_rows",
+        f"at most {row_limit} rows per request (or the rows hold nested arrays)",
+    )
+    # Every row opens with a "[", and so does the list holding them: counting bytes bounds
+    # the rows before json.loads would build a million lists or recurse 100k deep.
+    if body.count(b"[") - 1 > row_limit:
+        return too_many_rows
+    try:
+        doc = json.loads(body, parse_constant=_refuse_constant)
+    except _NonFinite as exc:
+        return _non_finite(f"{exc.args[0]} in the body")
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and an integer literal beyond
+        # Python's 4300-digit limit; RecursionError is what nesting deeper than ~1000 raises.
+        return HttpError(400, "bad_json", "the body is not valid JSON")
+    instances = doc.get("instances") if isinstance(doc, dict) else None
+    if not isinstance(instances, list):
+        return HttpError(
+            400, "missing_field", 'JSON features need {"instances": [[number, ...], ...]}'
+        )
+    if not instances:
+        return HttpError(422, "empty_instances", "instances is empty; send at least one row")
+    if len(instances) > row_limit:
+        return too_many_rows
+    first = instances[0]
+    width = features if features is not None else len(first) if isinstance(first, list) else 0
+    # Before converting anything: the product is known once the row width is.
+    if len(instances) * width > MAX_FEATURE_VALUES:
+        return HttpError(
+            413,
+            "too_many_values",
+            f"{len(instances)} rows of {width} numbers is {len(instances) * width} numbers; "
+            f"the limit is {MAX_FEATURE_VALUES}",
+        )
+    rows: list[list[float]] = []
+    for i, row in enumerate(instances):
+        if not isinstance(row, list):
+            return HttpError(422, "bad_row", f"instances[{i}] is {_kind(row)}, not an array")
+        if not row:
+            return HttpError(
+                422, "ragged_instances", f"instances[{i}] is empty; rows need at least one number"
+            )
+        if len(row) != width:
+            return HttpError(
+                422,
+                "ragged_instances",
+                f"instances[{i}] has length {len(row)}; expected {width}",
+            )
+        converted: list[float] = []
+        for j, value in enumerate(row):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return HttpError(
+                    422,
+                    "non_numeric_value",
+                    f"instances[{i}][{j}] is {_kind(value)}, not a number",
+                )
+            try:
+                number = float(value)
+            except OverflowError:  # an integer literal beyond 1.8e308
+                return _non_finite(f"instances[{i}][{j}]")
+            if not math.isfinite(number):  # a float literal such as 1e400 parses to inf
+                return _non_finite(f"instances[{i}][{j}]")
+            converted.append(number)
+        rows.append(converted)
+    return FeaturesPayload(rows=rows, top_k=top_k)
 
 
 def json_response(
