@@ -290,8 +290,11 @@ class LibReport:
 
 
 def requirements_for(model: str) -> Path:
-    """lib/'s requirement set for a built-in model: ONNX Runtime's, or CPU torch's."""
-    return ONNX_REQUIREMENTS if model.endswith("-onnx") else DEFAULT_REQUIREMENTS
+    """lib/'s requirement set for a model directory (or a name under models/): its manifest's
+    base set (sklearn, onnx or CPU torch), plus the directory's own requirements."""
+    from ci import model_dir, paths
+
+    return model_dir.lib_requirements(model_dir.load(model), paths.build_dir())
 
 
 # --- target description -------------------------------------------------------------------

@@ -33,6 +33,7 @@ from efs_layout import (
     make_bundle,
     new_release_id,
 )
+from efs_layout.model_manifest import MANIFEST_FILE, read_manifest
 from efs_layout.release import build_manifest
 from efs_layout.stamp import build_stamp
 
@@ -74,7 +75,10 @@ def git_commit() -> str:
 
 
 def stamp_fields(
-    lib_report: dict[str, Any], model_meta: dict[str, Any], commit: str
+    lib_report: dict[str, Any],
+    model_meta: dict[str, Any],
+    commit: str,
+    model_file: str = "model.joblib",
 ) -> StampFields:
     """Stamp fields from build-lib's report and build-model's metadata."""
     packages = dict(lib_report["packages"])
@@ -92,7 +96,7 @@ def stamp_fields(
         model=ModelInfo(
             framework=str(model_meta.get("framework", "unknown")),
             name=str(model_meta.get("name", "model")),
-            file="model/model.joblib",
+            file=f"model/{model_file}",
             metadata={
                 k: v
                 for k, v in model_meta.items()
@@ -114,6 +118,25 @@ def _link_tree(src: Path, dst: Path) -> None:
                 os.link(path, target)
             except OSError:
                 shutil.copy2(path, target)
+
+
+def _link_model(model_dir: Path, dst: Path) -> str:
+    """Put build-model's output in the release's model/; return the model file's name.
+
+    A model directory's output holds model.json, the model file and code/, all shipped
+    under the stamp; metadata.json and the cache key are the pipeline's, not the release's.
+    Without model.json (a bare build: model.joblib + metadata.json) only model.joblib goes.
+    """
+    dst.mkdir(parents=True)
+    manifest_file = model_dir / MANIFEST_FILE
+    if not manifest_file.is_file():
+        os.link(model_dir / "model.joblib", dst / "model.joblib")
+        return "model.joblib"
+    manifest = read_manifest(manifest_file)
+    _link_tree(model_dir, dst)
+    for own in ("metadata.json", "cache-key"):
+        (dst / own).unlink(missing_ok=True)
+    return manifest.file
 
 
 class DeltaUnavailable(RuntimeError):
@@ -172,10 +195,11 @@ def package(
         shutil.rmtree(out)
     tree = out / "tree"
     _link_tree(lib, tree / "lib")
-    (tree / "model").mkdir(parents=True)
-    os.link(model_dir / "model.joblib", tree / "model" / "model.joblib")
+    model_file = _link_model(model_dir, tree / "model")
     manifest = build_manifest(tree)
-    stamp = build_stamp(release_id, manifest, stamp_fields(lib_report, model_meta, commit))
+    stamp = build_stamp(
+        release_id, manifest, stamp_fields(lib_report, model_meta, commit, model_file)
+    )
     omit: set[str] = set()
     full_because = "delta off (--full)"
     if delta:

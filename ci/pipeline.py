@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ci import (
     build_lib,
-    build_model,
+    model_dir,
     package_release,
     paths,
     promote,
@@ -78,17 +76,15 @@ class Options:
 
     @property
     def requirements(self) -> Path:
-        """The lib/ requirement set: given, or the one for the model's format."""
-        return self.lib_requirements or build_lib.requirements_for(self.model)
+        """The lib/ requirement set: given, or the model directory's (base set + its own)."""
+        return self.lib_requirements or model_dir.lib_requirements(
+            model_dir.load(self.model), BUILD
+        )
 
 
 def model_cache_key(model: str, seed: int) -> str:
-    """What decides the model's bytes: its name, seed and the code that builds it."""
-    digest = hashlib.sha256(f"{model}:{seed}".encode())
-    sources = sorted((REPO_ROOT / "lambda_src" / "models").glob("*.py"))
-    for source in [*sources, REPO_ROOT / "ci" / "build_model.py"]:
-        digest.update(source.read_bytes())
-    return digest.hexdigest()
+    """What decides the model's bytes: its directory, seed and the code that builds it."""
+    return model_dir.cache_key(model_dir.load(model), seed)
 
 
 MODEL_CACHE = "model-cache"
@@ -97,33 +93,6 @@ MODEL_CACHE = "model-cache"
 def model_cache_dir(out: Path, key: str) -> Path:
     """Where the model these inputs give is kept, next to ``out`` (build/model-cache/<key>)."""
     return out.parent / MODEL_CACHE / key[:32]
-
-
-def build_model_cached(model: str, out: Path, seed: int) -> bool:
-    """Put the model these inputs give in out/; True if it had to be built (trained).
-
-    Every model built is kept under build/model-cache/, so going back to a model built
-    before (another MODEL, an earlier seed) costs a copy by hard links, not a training.
-    """
-    key = model_cache_key(model, seed)
-    marker = out / "cache-key"
-    if (out / "model.joblib").exists() and marker.exists() and marker.read_text() == key:
-        print(f"pipeline: model {model} (seed {seed}) is up to date in {out}")
-        return False
-    cached = model_cache_dir(out, key)
-    built = not (cached / "cache-key").is_file()
-    if built:
-        staging = cached.with_name(cached.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        build_model.build(model, staging, seed=seed)
-        (staging / "cache-key").write_text(key)  # last: a complete entry has it
-        shutil.rmtree(cached, ignore_errors=True)
-        staging.rename(cached)
-    else:
-        print(f"pipeline: model {model} (seed {seed}) built before; taken from {cached}")
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(cached, out, copy_function=os.link)
-    return built
 
 
 def run(options: Options, stages: Stages | None = None) -> Report:
@@ -136,6 +105,8 @@ def run(options: Options, stages: Stages | None = None) -> Report:
         with stages.stage("test"):
             if check.main([] if options.with_tests else ["--no-tests"]) != 0:
                 raise RuntimeError("step 1 (test) failed")
+    # A model directory that cannot be built fails here, before anything is deployed.
+    model_dir.load(options.model)
     names = stack.load()
     # Missing smoke credentials fail here, before a build or a promote, not in step 7,
     # whose rollback would undo a release that may be good.
@@ -158,7 +129,7 @@ def run(options: Options, stages: Stages | None = None) -> Report:
             f"{lib.files:,} files, {lib.bytes / 1e6:,.0f} MB, {options.requirements.name}"
         )
     with stages.stage("build-model"):
-        build_model_cached(options.model, BUILD / "model", options.seed)
+        model_dir.build(options.model, BUILD / "model", options.seed, log=stages.say)
     content_key = hashlib.sha256(
         (BUILD / "lib.json").read_bytes() + (BUILD / "model" / "cache-key").read_bytes()
     ).hexdigest()
@@ -182,7 +153,7 @@ def run(options: Options, stages: Stages | None = None) -> Report:
             stages.say(
                 f"the model predicts the same with lib/ "
                 f"({', '.join(f'{k} {v}' for k, v in checked.lib_versions.items())}): "
-                f"{checked.images} images, max difference {checked.max_difference:.1e}"
+                f"{checked.images} reference inputs, max difference {checked.max_difference:.1e}"
             )
         else:
             stages.say(f"release check not run: {checked.reason}")
@@ -261,7 +232,12 @@ def _current_release(names: stack.Stack, content_key: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """CLI of the whole pipeline."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default=DEFAULT_MODEL, choices=build_model.MODELS)
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="a model directory (docs/model-directory.md), or the name of one under models/ "
+        f"({', '.join(model_dir.builtin_names())})",
+    )
     parser.add_argument(
         "--lib-requirements",
         type=Path,
@@ -311,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeployLockBusy as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         return 3
+    except model_dir.ModelDirError as exc:
+        print(f"pipeline: FAILED: the model directory: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         print(f"pipeline: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -41,20 +41,17 @@ _TIMEOUT_SECONDS = 600
 _CHILD = """
 import json, sys, warnings
 warnings.filterwarnings("ignore", message=".*mmap_mode.*compressed file.*")
-lib, code, model_file, images_file = sys.argv[1:5]
+lib, code, model_dir, images_file = sys.argv[1:5]
 sys.path[:0] = [lib, code]
-import joblib
-from lambda_src.inference.imaging import open_image
-from lambda_src.inference.runtime import prepare_predictor
-predictor = prepare_predictor(joblib.load(model_file, mmap_mode="r"))
-out = {}
-for name, data in json.load(open(images_file)).items():
-    opened = open_image(bytes.fromhex(data))
-    out[name] = dict(predictor.predict_image(opened.image, len(predictor.labels)))
+from pathlib import Path
+from ci.release_check import reference_predictions
+images = {k: bytes.fromhex(v) for k, v in json.load(open(images_file)).items()}
+out = reference_predictions(Path(model_dir), images)
 versions = {m: getattr(sys.modules[m], "__version__", "?")
-            for m in ("torch", "onnxruntime", "numpy", "PIL") if m in sys.modules}
+            for m in ("torch", "onnxruntime", "sklearn", "numpy", "PIL") if m in sys.modules}
 files = {m: getattr(sys.modules[m], "__file__", None)
-         for m in ("torch", "onnxruntime", "numpy", "PIL", "joblib") if m in sys.modules}
+         for m in ("torch", "onnxruntime", "sklearn", "numpy", "PIL", "joblib")
+         if m in sys.modules}
 print(json.dumps({"predictions": out, "versions": versions, "files": files}))
 """
 
@@ -99,17 +96,37 @@ def reference_images() -> dict[str, bytes]:
     return {"drawn-7": png(drawn), "gradient": png(gradient), "noise": png(noise)}
 
 
-def predict_here(model_file: Path, images: Mapping[str, bytes]) -> dict[str, dict[str, float]]:
-    """Every class probability for each image, with this process's packages."""
-    import joblib
+def reference_predictions(
+    model_dir: Path, images: Mapping[str, bytes]
+) -> dict[str, dict[str, float]]:
+    """Every score the model gives for each reference input, loaded as the runtime loads it.
 
+    A model directory's output (model.json) is loaded by the runtime's own loader and
+    predicts its manifest's example rows (features) or ``images``; a bare model.joblib is
+    an image predictor. Runs in the pipeline's process and in the lib/-only child alike.
+    """
+    from efs_layout.model_manifest import MANIFEST_FILE, read_manifest
     from lambda_src.inference.imaging import open_image
-    from lambda_src.inference.runtime import prepare_predictor
 
-    with warnings.catch_warnings():
-        # As in the runtime: joblib cannot mmap a compressed file and says so; harmless.
-        warnings.filterwarnings("ignore", message=".*mmap_mode.*compressed file.*")
-        predictor = prepare_predictor(joblib.load(model_file, mmap_mode="r"))
+    manifest_file = model_dir / MANIFEST_FILE
+    if manifest_file.is_file():
+        from lambda_src.models.manifest_models import load_predictor
+
+        manifest = read_manifest(manifest_file)
+        predictor = load_predictor(manifest, model_dir)
+        if manifest.input.kind == "features":
+            rows = manifest.input.example or ((0.0,) * (manifest.input.features or 1),)
+            answers = predictor.predict_rows(rows, max(1, len(predictor.labels)))
+            return {f"row-{i}": _scores(answer) for i, answer in enumerate(answers)}
+    else:
+        import joblib
+
+        from lambda_src.inference.runtime import prepare_predictor
+
+        with warnings.catch_warnings():
+            # As in the runtime: joblib cannot mmap a compressed file and says so; harmless.
+            warnings.filterwarnings("ignore", message=".*mmap_mode.*compressed file.*")
+            predictor = prepare_predictor(joblib.load(model_dir / "model.joblib", mmap_mode="r"))
     out: dict[str, dict[str, float]] = {}
     for name, data in images.items():
         opened = open_image(data)
@@ -119,15 +136,62 @@ def predict_here(model_file: Path, images: Mapping[str, bytes]) -> dict[str, dic
     return out
 
 
+def _scores(answer: Any) -> dict[str, float]:
+    # A classifier's row is [(label, score), ...]; a regressor's a number or a list of them.
+    if isinstance(answer, list) and answer and isinstance(answer[0], tuple):
+        return {str(label): float(score) for label, score in answer}
+    values = answer if isinstance(answer, list) else [answer]
+    return {f"value[{i}]": float(v) for i, v in enumerate(values)}
+
+
+def predict_here(model_dir: Path, images: Mapping[str, bytes]) -> dict[str, dict[str, float]]:
+    """Every score for each reference input, with this process's packages.
+
+    Whatever the model's own code raises (at import, at load, at prediction) fails the
+    check with its message, so a broken model directory is never promoted.
+    """
+    model_code = _model_code(model_dir)
+    if model_code is not None:
+        sys.path.insert(0, str(model_code))
+    try:
+        return reference_predictions(model_dir, images)
+    except ReleaseCheckFailed:
+        raise
+    except Exception as exc:
+        raise ReleaseCheckFailed(
+            f"the model does not load or predict here: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        if model_code is not None and str(model_code) in sys.path:
+            sys.path.remove(str(model_code))
+
+
+def _model_file(model_dir: Path) -> str:
+    from efs_layout.model_manifest import MANIFEST_FILE, read_manifest
+
+    manifest_file = model_dir / MANIFEST_FILE
+    return read_manifest(manifest_file).file if manifest_file.is_file() else "model.joblib"
+
+
+def _model_code(model_dir: Path) -> Path | None:
+    from efs_layout.model_manifest import MANIFEST_FILE, read_manifest
+
+    manifest_file = model_dir / MANIFEST_FILE
+    if not manifest_file.is_file():
+        return None
+    manifest = read_manifest(manifest_file)
+    return model_dir / manifest.code if manifest.code else None
+
+
 def predict_with_lib(
-    lib: Path, model_file: Path, images: Mapping[str, bytes], *, isolated: bool = True
+    lib: Path, model_dir: Path, images: Mapping[str, bytes], *, isolated: bool = True
 ) -> dict[str, Any]:
     """The same predictions in a fresh interpreter whose packages come from ``lib`` only."""
     flags = ["-I", "-S", "-B"] if isolated else ["-B"]
     with tempfile.TemporaryDirectory(prefix="release-check-") as tmp:
         images_file = Path(tmp) / "images.json"
         images_file.write_text(json.dumps({name: data.hex() for name, data in images.items()}))
-        args = [str(lib), str(REPO_ROOT), str(model_file), str(images_file)]
+        args = [str(lib), str(REPO_ROOT), str(model_dir), str(images_file)]
         try:
             proc = subprocess.run(
                 [sys.executable, *flags, "-c", _CHILD, *args],
@@ -200,10 +264,9 @@ def check(
     """Compare the model's predictions in this venv and with ``lib``; raise on a difference."""
     if not can_run:
         return CheckResult(False, 0, 0.0, {}, reason)
-    model_file = model_dir / "model.joblib"
     images = reference_images()
-    expected = predict_here(model_file, images)
-    answer = predict_with_lib(lib, model_file, images, isolated=isolated)
+    expected = predict_here(model_dir, images)
+    answer = predict_with_lib(lib, model_dir, images, isolated=isolated)
     if isolated:
         outside = [
             module
@@ -213,7 +276,7 @@ def check(
         if outside:
             raise ReleaseCheckFailed(f"{', '.join(outside)} did not come from lib/")
     worst = compare(expected, answer["predictions"])
-    return CheckResult(True, len(images), worst, dict(answer["versions"]))
+    return CheckResult(True, len(expected), worst, dict(answer["versions"]))
 
 
 def cached_check(
@@ -222,7 +285,7 @@ def cached_check(
     """check(), skipped when this lib/ and model passed it before (same report and key)."""
     key = hashlib.sha256(
         (lib.with_name(lib.name + ".json")).read_bytes()
-        + (model_dir / "model.joblib").stat().st_size.to_bytes(8, "big")
+        + (model_dir / _model_file(model_dir)).stat().st_size.to_bytes(8, "big")
         + _model_key(model_dir)
         + repr((can_run, isolated)).encode()
     ).hexdigest()
@@ -260,7 +323,7 @@ def _model_key(model_dir: Path) -> bytes:
     if marker.is_file():
         return marker.read_bytes()
     digest = hashlib.sha256()
-    with (model_dir / "model.joblib").open("rb") as handle:
+    with (model_dir / _model_file(model_dir)).open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest().encode()
@@ -282,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"release-check: not run: {result.reason}")
         return 0
     print(
-        f"release-check: {result.images} images agree within {result.max_difference:.1e} "
+        f"release-check: {result.images} reference inputs agree within {result.max_difference:.1e} "
         f"(lib/: {', '.join(f'{k} {v}' for k, v in result.lib_versions.items())})"
     )
     return 0

@@ -258,6 +258,9 @@ def _smoke(call: Any, expected_release: str | None) -> dict[str, Any]:
         raise SmokeFailed(f"/warmup answered {warm.status}: {warm.body}{_refusal(warm.status)}")
     if expected_release and warm.body.get("release") != expected_release:
         raise SmokeFailed(f"/warmup serves {warm.body.get('release')}, not {expected_release}")
+    spec = warm.body.get("input") or {"kind": "image"}
+    if spec.get("kind") == "features":
+        return _smoke_features(call, warm.body, spec)
     predicted = call("POST", "/predict", known_image(), "image/png")
     if predicted.status != 200:
         raise SmokeFailed(
@@ -271,6 +274,21 @@ def _smoke(call: Any, expected_release: str | None) -> dict[str, Any]:
     if digits_model and labels[0] != KNOWN_DIGIT:
         raise SmokeFailed(f"/predict read the known {KNOWN_DIGIT} as {labels[0]}")
     return {"warmup": warm.body, "predict": predicted.body}
+
+
+def _smoke_features(call: Any, warm: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Predict the manifest's example rows: one answer per row, or the step fails."""
+    rows = spec.get("example") or [[0.0] * int(spec.get("features") or 1)]
+    body = json.dumps({"instances": rows}).encode()
+    predicted = call("POST", "/predict", body, "application/json")
+    if predicted.status != 200:
+        raise SmokeFailed(
+            f"/predict answered {predicted.status}: {predicted.body}{_refusal(predicted.status)}"
+        )
+    predictions = predicted.body.get("predictions") or []
+    if len(predictions) != len(rows):
+        raise SmokeFailed(f"/predict gave {len(predictions)} answers for {len(rows)} rows")
+    return {"warmup": warm, "predict": predicted.body}
 
 
 def _refusal(status: int) -> str:
@@ -334,10 +352,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"smoke: rollback failed too: {rollback_error}", file=sys.stderr)
         return 1
     top = result["predict"]["predictions"][0]
-    print(
-        f"smoke: ok; release {result['predict'].get('release')} read the known digit as "
-        f"{top['label']} ({top['score']:.2f})"
-    )
+    if isinstance(top, dict):
+        print(
+            f"smoke: ok; release {result['predict'].get('release')} read the known digit as "
+            f"{top['label']} ({top['score']:.2f})"
+        )
+    else:
+        print(
+            f"smoke: ok; release {result['predict'].get('release')} answered the example rows: "
+            f"{json.dumps(result['predict']['predictions'])[:200]}"
+        )
     return 0
 
 

@@ -494,7 +494,7 @@ def test_jobs_run_the_pipeline_steps_in_order(config: dict[str, Any]) -> None:
     assert modules("build") == [
         "ci.runtime",
         "ci.build_lib",
-        "ci.build_model",
+        "ci.model_dir",
         "ci.release_check",
         "ci.package_release",
     ]
@@ -534,7 +534,7 @@ def test_build_uses_the_cpu_torch_index_and_the_fixed_arguments(config: dict[str
         "--extra-index-url",
         TORCH_CPU_INDEX,
     ]
-    assert any(c.endswith(f"ci.build_model --model {model} --out build/model") for c in commands)
+    assert any(c.endswith(f"ci.model_dir --model {model} --out build/model") for c in commands)
     assert any(c.endswith("ci.release_check --lib build/lib --model build/model") for c in commands)
     # Built on the runtime's own Python, so bytecode, import check and release check run.
     (image,) = config["executors"][config["jobs"]["build"]["executor"]]["docker"]
