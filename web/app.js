@@ -1,4 +1,10 @@
-/* Digit reader: send an image (picked, dropped, pasted or drawn) to POST /predict.
+/* Digit reader: send an image (picked, dropped, pasted or drawn) to POST /predict, or,
+ * for a model that takes features, rows of numbers as {"instances": [[...], ...]}.
+ *
+ * The model's input kind comes with the /warmup answer ("input": {"kind": ...}; an older
+ * API leaves it out, which means image). Until it is known the image UI is shown, and an
+ * image chosen meanwhile waits for the warm-up like any prediction: it is not sent if the
+ * model turns out to take features.
  *
  * No build step and no external resources. The API base URL is, in order:
  * window.API_BASE (from the optional config.js), the ?api= query parameter,
@@ -25,9 +31,20 @@
 
   var $ = function (id) { return document.getElementById(id); };
   var el = {
+    title: $("page-title"),
     status: $("status"),
     retry: $("retry-warmup"),
     endpoint: $("endpoint"),
+    pickCard: $("pick-card"),
+    drawCard: $("draw-card"),
+    featuresCard: $("features-card"),
+    featuresAbout: $("features-about"),
+    featuresHelp: $("features-help"),
+    instances: $("instances"),
+    predictRows: $("predict-rows"),
+    imageAnswer: $("image-answer"),
+    rowsAnswer: $("rows-answer"),
+    rows: $("rows"),
     dropzone: $("dropzone"),
     file: $("file"),
     topK: $("top-k"),
@@ -109,6 +126,21 @@
     504: "Try again: the next attempt is usually faster."
   };
 
+  // The same statuses, for a request of rows of features.
+  var FEATURE_HEADLINES = {
+    400: "The rows were not understood.",
+    413: "Too many rows to send at once.",
+    415: "The model did not take these rows.",
+    422: "The rows could not be read.",
+    502: "The server failed while predicting."
+  };
+  var FEATURE_HINTS = {
+    400: "Send JSON shaped like {\"instances\": [[number, …], …]}.",
+    413: "Send fewer rows.",
+    415: "The model may have changed: reload the page.",
+    422: "Every row needs the same count of numbers, and nothing but numbers."
+  };
+
   function sentence(text) {
     text = String(text || "").trim();
     if (!text) return "";
@@ -127,8 +159,9 @@
     return err;
   }
 
-  /** Turn an HTTP error response (our JSON, API Gateway's JSON, or anything) into a problem. */
-  function httpProblem(status, body, statusText) {
+  /** Turn an HTTP error response (our JSON, API Gateway's JSON, or anything) into a problem.
+   * For rows of features (`kind`), the server's code and message are shown as they came. */
+  function httpProblem(status, body, statusText, kind) {
     var message = "";
     var code = "";
     if (body && typeof body === "object") {
@@ -139,11 +172,23 @@
         message = body.message; // API Gateway's own errors: {"message": "Too Many Requests"}
       }
     }
-    var title = HEADLINES[status] ||
+    var features = kind === "features";
+    var title = (features && FEATURE_HEADLINES[status]) || HEADLINES[status] ||
       (status >= 500 ? "The server failed." : "The request was refused.");
-    var detail = message ? sentence(message)
-      : "The endpoint answered " + status + (statusText ? " " + statusText : "") + ".";
-    return problem(title, HINTS[status] || "", detail, status, code);
+    var hint = (features && FEATURE_HINTS[status]) || HINTS[status] || "";
+    if (features && status === 422 && model.features) {
+      hint = "Every row needs " + model.features + " numbers, and nothing but numbers.";
+    } else if (features && status === 413 && model.maxRows) {
+      hint = "Send at most " + model.maxRows + " rows at once.";
+    }
+    var detail;
+    if (features && message) {
+      detail = (code ? code + ": " : "") + String(message);
+    } else {
+      detail = message ? sentence(message)
+        : "The endpoint answered " + status + (statusText ? " " + statusText : "") + ".";
+    }
+    return problem(title, hint, detail, status, code);
   }
 
   function networkProblem() {
@@ -187,7 +232,9 @@
         var body = null;
         try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
         var ms = performance.now() - started;
-        if (!response.ok) throw httpProblem(response.status, body, response.statusText);
+        if (!response.ok) {
+          throw httpProblem(response.status, body, response.statusText, options.kind);
+        }
         if (!body || typeof body !== "object") {
           throw problem("The endpoint gave an answer this page cannot read.", "Try again later.",
             "Expected JSON, got " + (text ? text.length + " bytes of something else" : "nothing") + ".",
@@ -207,6 +254,77 @@
 
   var warm = { pending: false, done: false, release: "", sentAt: 0, waiters: [] };
   var WARMING = "Warming up… (loading the model while you choose an image)";
+  // What the model takes, from the /warmup answer: kind "" (not known yet), "image" or
+  // "features" (with the row width, the features' names, the row limit and example rows).
+  var model = { kind: "", name: "", features: 0, names: [], maxRows: 0 };
+  var IMAGE_TITLE = el.title.textContent;
+  var IMAGE_PLACEHOLDER = el.placeholder.textContent;
+  var FEATURES_TITLE = "Predict from features";
+  var FEATURES_PLACEHOLDER = "Nothing predicted yet: press “Predict” to send the rows above.";
+  var MAX_NAMES_SHOWN = 30;
+
+  function plural(count, one, many) {
+    return count + " " + (count === 1 ? one : many);
+  }
+
+  /** {"instances": rows}, one row a line, so that rows are easy to tell apart and edit. */
+  function instancesText(rows) {
+    if (!rows.length) return '{"instances": []}';
+    var lines = rows.map(function (row) {
+      return "    [" + row.map(function (v) { return JSON.stringify(v); }).join(", ") + "]";
+    });
+    return '{\n  "instances": [\n' + lines.join(",\n") + "\n  ]\n}";
+  }
+
+  /** Show the UI for what the model takes: `body` is the /warmup answer. */
+  function applyInput(body) {
+    var input = body && body.input && typeof body.input === "object" ? body.input : {};
+    var kind = input.kind === "features" ? "features" : "image"; // no "input": an older API
+    var before = model.kind;
+    model.kind = kind;
+    model.name = typeof body.model === "string" ? body.model : "";
+    document.body.setAttribute("data-input-kind", kind);
+    el.pickCard.hidden = kind !== "image";
+    el.drawCard.hidden = kind !== "image";
+    el.featuresCard.hidden = kind !== "features";
+    el.title.textContent = kind === "features" ? FEATURES_TITLE : IMAGE_TITLE;
+    document.title = el.title.textContent;
+    if (kind !== "features") {
+      model.features = 0;
+      model.names = [];
+      model.maxRows = 0;
+      if (before === "features") el.placeholder.textContent = IMAGE_PLACEHOLDER;
+      return;
+    }
+    var rows = Array.isArray(input.example)
+      ? input.example.filter(function (row) { return Array.isArray(row); }) : [];
+    var names = Array.isArray(input.names) ? input.names.map(String) : [];
+    var width = Number(input.features);
+    if (!(width > 0)) width = names.length || (rows.length ? rows[0].length : 0);
+    model.features = width;
+    model.names = names;
+    model.maxRows = Number(input.max_rows) > 0 ? Number(input.max_rows) : 0;
+    el.featuresAbout.textContent = (model.name ? "Model " + model.name : "This model") +
+      " takes " + plural(width, "feature", "features") + " per row" +
+      (model.maxRows ? ", at most " + plural(model.maxRows, "row", "rows") + " per request." : ".");
+    var help = 'JSON: {"instances": [[' + plural(width, "number", "numbers") +
+      "], …]}, one row per prediction. Ctrl+Enter also predicts.";
+    if (names.length) {
+      var shown = names.slice(0, MAX_NAMES_SHOWN).join(", ");
+      if (names.length > MAX_NAMES_SHOWN) {
+        shown += " and " + (names.length - MAX_NAMES_SHOWN) + " more";
+      }
+      help += " The features, in order: " + shown + ".";
+    }
+    el.featuresHelp.textContent = help;
+    if (before !== "features" || !el.instances.value.trim()) {
+      if (!rows.length && width > 0) {
+        rows = [Array.apply(null, Array(width)).map(function () { return 0; })];
+      }
+      el.instances.value = instancesText(rows);
+    }
+    el.placeholder.textContent = FEATURES_PLACEHOLDER;
+  }
 
   function setStatus(text, state) {
     el.status.textContent = text;
@@ -228,6 +346,7 @@
       var body = answer.body;
       warm.done = true;
       warm.release = body.release || "";
+      applyInput(body);
       var how = body.cold_start ? "cold start" : "already warm";
       var init = body.timing_ms && typeof body.timing_ms.init === "number" && body.cold_start
         ? ", model loaded in " + formatMs(body.timing_ms.init) : "";
@@ -273,7 +392,8 @@
       progress.shown = rounded;
       el.progress.setAttribute("aria-valuenow", String(rounded));
       el.progress.setAttribute("aria-valuetext", state === "busy" ? (progress.waiting
-        ? "Waiting for the model to warm up… " : "Reading… ") + rounded + "%" :
+        ? "Waiting for the model to warm up… "
+        : model.kind === "features" ? "Predicting… " : "Reading… ") + rounded + "%" :
         state === "done" ? "Done" : state === "failed" ? "Failed" : rounded + "%");
     }
     el.progress.setAttribute("data-state", state);
@@ -347,10 +467,98 @@
     reveal();
   }
 
-  function showResult(body, roundTripMs) {
-    var predictions = Array.isArray(body.predictions) ? body.predictions : [];
+  function showResult(body, roundTripMs, kind) {
     el.error.hidden = true;
     el.placeholder.hidden = true;
+    el.imageAnswer.hidden = kind === "features";
+    el.rowsAnswer.hidden = kind !== "features";
+    if (kind === "features") showRows(body);
+    else showGuesses(body);
+    el.release.textContent = body.release || "unknown";
+    el.model.textContent = body.model || "unknown";
+    el.coldStart.textContent = body.cold_start
+      ? "yes: this request loaded the model" : "no: the model was already loaded";
+    var t = body.timing_ms || {};
+    // The steps are parts of the total (a model load included), so they are shown inside it.
+    var parts = [];
+    if (t.init) parts.push("model load " + formatMs(t.init));
+    if (kind !== "features" || typeof t.decode === "number") {
+      parts.push("decode " + formatMs(t.decode)); // an image's; rows of features have none
+    }
+    parts.push("inference " + formatMs(t.inference));
+    el.timings.textContent = "total " + formatMs(t.total) + " (" + parts.join(", ") + ")";
+    el.roundTrip.textContent = formatMs(roundTripMs);
+    el.result.hidden = false;
+    reveal();
+    if (body.release) {
+      warm.done = true;
+      if (body.release !== warm.release) {
+        warm.release = body.release;
+        setStatus(releaseLine(body, "Ready: ") + (body.cold_start ? " (cold start)" : ""), "ready");
+        el.retry.hidden = true; // a failed warm-up needs no retry once a prediction was answered
+      }
+    }
+  }
+
+  /** A number as people read it: at most 6 significant digits, no trailing zeros. */
+  function formatNumber(value) {
+    var n = Number(value);
+    if (typeof value !== "number" || !isFinite(n)) return String(value);
+    return Number.isInteger(n) ? String(n) : String(Number(n.toPrecision(6)));
+  }
+
+  function formatValue(value) {
+    if (value !== null && typeof value === "object") return JSON.stringify(value);
+    return formatNumber(value);
+  }
+
+  /** One row's answer in words: the top label and its score (a classifier's list of
+   * {label, score}, best first), or the value or values of a regression. */
+  function rowAnswer(answer) {
+    var top = Array.isArray(answer) ? answer[0] : null;
+    if (top && typeof top === "object" && !Array.isArray(top) && "label" in top) {
+      var score = "score" in top ? percent(top.score) + " sure" : "";
+      return { label: String(top.label), score: score };
+    }
+    if (Array.isArray(answer)) {
+      return { label: answer.length ? answer.map(formatValue).join(", ") : "nothing", score: "" };
+    }
+    return { label: formatValue(answer), score: "" };
+  }
+
+  function showRows(body) {
+    var predictions = Array.isArray(body.predictions) ? body.predictions : [];
+    el.rows.textContent = "";
+    predictions.forEach(function (answer, index) {
+      var said = rowAnswer(answer);
+      var li = document.createElement("li");
+      li.className = "row";
+      var name = document.createElement("span");
+      name.className = "row-name";
+      name.textContent = "Row " + (index + 1) + ": ";
+      var label = document.createElement("strong");
+      label.className = "row-label";
+      label.textContent = said.label;
+      li.appendChild(name);
+      li.appendChild(label);
+      if (said.score) {
+        var score = document.createElement("span");
+        score.className = "row-score";
+        score.textContent = " (" + said.score + ")";
+        li.appendChild(score);
+      }
+      el.rows.appendChild(li);
+    });
+    if (!predictions.length) {
+      var none = document.createElement("li");
+      none.className = "row";
+      none.textContent = "No rows were predicted.";
+      el.rows.appendChild(none);
+    }
+  }
+
+  function showGuesses(body) {
+    var predictions = Array.isArray(body.predictions) ? body.predictions : [];
     el.predictions.textContent = "";
     predictions.forEach(function (p, index) {
       var li = document.createElement("li");
@@ -380,27 +588,6 @@
       el.topLabel.textContent = "nothing";
       el.topScore.textContent = "";
     }
-    el.release.textContent = body.release || "unknown";
-    el.model.textContent = body.model || "unknown";
-    el.coldStart.textContent = body.cold_start
-      ? "yes: this request loaded the model" : "no: the model was already loaded";
-    var t = body.timing_ms || {};
-    // The steps are parts of the total (a model load included), so they are shown inside it.
-    var parts = [];
-    if (t.init) parts.push("model load " + formatMs(t.init));
-    parts.push("decode " + formatMs(t.decode), "inference " + formatMs(t.inference));
-    el.timings.textContent = "total " + formatMs(t.total) + " (" + parts.join(", ") + ")";
-    el.roundTrip.textContent = formatMs(roundTripMs);
-    el.result.hidden = false;
-    reveal();
-    if (body.release) {
-      warm.done = true;
-      if (body.release !== warm.release) {
-        warm.release = body.release;
-        setStatus(releaseLine(body, "Ready: ") + (body.cold_start ? " (cold start)" : ""), "ready");
-        el.retry.hidden = true; // a failed warm-up needs no retry once a prediction was answered
-      }
-    }
   }
 
   var previewUrl = "";
@@ -428,22 +615,37 @@
     return value;
   }
 
-  /** Say (or stop saying) that the image waits for the model to warm up before it is sent. */
-  function showWaiting(on) {
+  /** Say (or stop saying) that the request waits for the model to warm up before it is sent;
+   * `what` is what waits ("your image is", "your rows are"). */
+  function showWaiting(on, what) {
     var was = progress.waiting;
     progress.waiting = on;
     progress.shown = -1; // the bar's spoken text changes with it
     el.waiting.hidden = !on;
     if (on) {
+      el.waiting.textContent = "Waiting for the model to warm up: " + what +
+        " sent as soon as it is ready.";
       el.placeholder.hidden = true;
-      setStatus("Waiting for the model to warm up… your image is sent as soon as it is ready.",
+      setStatus("Waiting for the model to warm up… " + what + " sent as soon as it is ready.",
         "busy");
     } else if (was && warm.pending) {
-      setStatus(WARMING, "busy"); // the hold timed out: the image is sent, the warm-up goes on
+      setStatus(WARMING, "busy"); // the hold timed out: the request is sent, the warm-up goes on
     }
   }
 
-  function predict(blob, sourceNote) {
+  function wrongKind(kind) {
+    return kind === "image"
+      ? problem("This model reads rows of features, not images.",
+        "Your image was not sent. Edit the rows in the box, then press “Predict”.",
+        "", 0, "wrong_input_kind")
+      : problem("This model reads images, not rows of features.",
+        "Your rows were not sent. Choose, drop, paste or draw an image instead.",
+        "", 0, "wrong_input_kind");
+  }
+
+  /** Send one prediction request of `kind` ("image" or "features"); a newer one cancels it.
+   * `prepared` resolves with {path, body, contentType} (or rejects with a problem). */
+  function submit(kind, prepared, sourceNote) {
     if (current.controller) current.controller.abort();
     var seq = ++current.seq;
     var controller = new AbortController();
@@ -451,29 +653,26 @@
     el.error.hidden = true;
     el.result.setAttribute("aria-busy", "true");
     el.result.classList.add("stale");
-    setPreview(blob);
-    showWaiting(warm.pending);
+    var what = kind === "features" ? "your rows are" : "your image is";
+    showWaiting(warm.pending, what);
     startProgress();
-    var type = blob.type || "application/octet-stream";
-    var k = topK();
-    return bytesOf(blob)
-      .then(function (bytes) {
+    return prepared
+      .then(function (request) {
         // Sent during the warm-up, it would not reach the environment being warmed: that one
         // is busy loading the model, so the platform would cold-start another to answer it.
         return warmedUp().then(function () {
           if (seq !== current.seq) throw problem("Cancelled.", "", "", 0, "cancelled");
-          showWaiting(false);
-          return call("/predict?top_k=" + k, { body: bytes, contentType: type }, controller);
+          showWaiting(false, what);
+          // The warm-up may have told what the model takes: never send it the other kind.
+          if (model.kind && model.kind !== kind) throw wrongKind(kind);
+          return call(request.path, { body: request.body, contentType: request.contentType,
+            kind: kind }, controller);
         });
-      }, function () {
-        throw problem("The file could not be read.",
-          "Choose it again, or pick another file.",
-          "Your device did not let the browser open it.", 0, "unreadable_file");
       })
       .then(function (answer) {
         if (seq !== current.seq) return;
         finishProgress(true, answer.ms, !!answer.body.cold_start);
-        showResult(answer.body, answer.ms);
+        showResult(answer.body, answer.ms, kind);
         if (sourceNote) el.roundTrip.textContent += " (" + sourceNote + ")";
       }, function (err) {
         if (seq !== current.seq || err.code === "cancelled") return;
@@ -482,12 +681,47 @@
       })
       .finally(function () {
         if (seq !== current.seq) return;
-        showWaiting(false);
+        showWaiting(false, what);
         current.controller = null;
         el.result.removeAttribute("aria-busy");
         el.result.classList.remove("stale");
       });
   }
+
+  function predict(blob, sourceNote) {
+    setPreview(blob);
+    var type = blob.type || "application/octet-stream";
+    var k = topK();
+    var prepared = bytesOf(blob).then(function (bytes) {
+      return { path: "/predict?top_k=" + k, body: bytes, contentType: type };
+    }, function () {
+      throw problem("The file could not be read.",
+        "Choose it again, or pick another file.",
+        "Your device did not let the browser open it.", 0, "unreadable_file");
+    });
+    return submit("image", prepared, sourceNote);
+  }
+
+  /** Send the rows in the box as they are: the API checks them and says what is wrong. */
+  function predictRows() {
+    setPreview(null);
+    var text = el.instances.value;
+    if (!text.trim()) {
+      showError(problem("There are no rows to send.",
+        "Type or paste rows like {\"instances\": [[number, …]]} in the box."));
+      return;
+    }
+    submit("features", Promise.resolve({ path: "/predict", body: text,
+      contentType: "application/json" }));
+  }
+
+  el.predictRows.addEventListener("click", predictRows);
+  el.instances.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      predictRows();
+    }
+  });
 
   /** The bytes of a file, read before sending: a file that cannot be read is then said so,
    * instead of failing inside fetch() like an unreachable endpoint. */
@@ -519,6 +753,10 @@
 
   function sendFile(file) {
     if (!file) return;
+    if (model.kind === "features") {
+      showError(wrongKind("image"));
+      return;
+    }
     if (file.size > MAX_IMAGE_BYTES && /^image\//.test(file.type || "")) {
       shrink(file).then(function (smaller) {
         if (smaller && smaller.size <= MAX_IMAGE_BYTES) {
@@ -571,11 +809,13 @@
     if (e.dataTransfer) e.dataTransfer.dropEffect = "copy";
   });
   document.addEventListener("drop", function (e) {
-    e.preventDefault();
     dragDepth = 0;
     el.dropzone.classList.remove("dragging");
     var dt = e.dataTransfer;
     var file = dt && (firstFile(dt.files) || firstFile(dt.items));
+    // Text dropped into the rows box is the browser's to insert.
+    if (!file && model.kind === "features") return;
+    e.preventDefault();
     if (file) sendFile(file);
     else showError(problem("Nothing to read in what was dropped.", "Drop an image file."));
   });
@@ -584,12 +824,15 @@
   document.addEventListener("paste", function (e) {
     var target = e.target;
     var typing = target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA");
+    // Rows pasted into the box are the browser's to insert, even when the clipboard (say, a
+    // spreadsheet's) holds a picture of them too.
+    if (typing && model.kind === "features") return;
     var data = e.clipboardData;
     var file = data && (firstFile(data.files) || firstFile(data.items));
     if (file) {
       e.preventDefault();
       sendFile(file);
-    } else if (!typing) {
+    } else if (!typing && model.kind !== "features") {
       showError(problem("The clipboard holds no image.",
         "Copy an image (not its address), then paste it here."));
     }
