@@ -24,14 +24,18 @@ UV := $(VENV)/bin/uv
 UV_VERSION := $(shell sed -n 's/^uv==//p' requirements/dev.txt)
 TARGET ?= emulator
 EMULATOR_PORT ?= 4566
-# Extra wheel index for torch/torchvision, e.g. https://download.pytorch.org/whl/cpu
+# The local endpoint's port (`make up`, `make load`)
+PORT ?= 8080
+# Extra wheel index for the dev venv's torch/torchvision (make setup), e.g.
+# https://download.pytorch.org/whl/cpu. lib/ on EFS uses LIB_EXTRA_INDEX_URL below instead.
 TORCH_INDEX_URL ?=
 # S3 bucket for Terraform state on AWS (writes terraform/backend.tf from the example)
 TF_STATE_BUCKET ?=
 PYTEST_ARGS ?=
-# The model the pipeline builds (default: ci/pipeline.py DEFAULT_MODEL, digits-onnx; or digits
-# for the torch format, resnet152, resnet152-onnx, sklearn-digits) and lib/'s requirement set
-# (empty: the one the model's format needs, requirements/lambda.txt or lambda-onnx.txt).
+# The model the pipeline builds: a model directory (docs/model-directory.md), e.g.
+# MODEL=examples/tabular-sklearn, or the name of one under models/ (default: ci/pipeline.py
+# DEFAULT_MODEL, digits-onnx; digits is the torch format). LIB_REQUIREMENTS overrides lib/'s
+# requirement set (empty: the one model.json names, plus the directory's requirements file).
 DEFAULT_MODEL := $(shell sed -n 's/^DEFAULT_MODEL = "\(.*\)"/\1/p' ci/pipeline.py)
 MODEL ?= $(DEFAULT_MODEL)
 LIB_REQUIREMENTS ?=
@@ -72,7 +76,7 @@ TF_STATE_ARGS := -state=$(TF_STATE_FILE)
 # Terraform accept python3.11, which it refuses for AWS (Amazon Linux 2's glibc).
 LOCAL_PYTHON := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 TF_STATE_ARGS += -var lambda_runtime=python$(LOCAL_PYTHON) -var local_emulator=true
-TF_STATE_ARGS += -var 'extra_cors_origins=["http://127.0.0.1:8080"]'
+TF_STATE_ARGS += -var 'extra_cors_origins=["http://127.0.0.1:$(PORT)"]'
 
 endif
 
@@ -83,7 +87,8 @@ TF_INIT_INPUTS = terraform/*.tf $(wildcard terraform/modules/*/*.tf) $(wildcard 
 
 .PHONY: help setup test lint typecheck fmt emulator-up emulator-down emulator-status \
 	package tf-init tf-plan tf-apply tf-destroy tf-outputs clean pipeline rollback build-lib \
-	build-model release publish promote smoke prune up down emulator-if-local cost cost-plot bench \
+	build-model release publish promote smoke prune up down deploy destroy emulator-if-local \
+	cost cost-plot bench \
 	bench-syncer \
 	load
 
@@ -193,6 +198,21 @@ else
 endif
 	$(PY) -m ci.pipeline $(PIPELINE_FLAGS) $(PIPELINE_ARGS)
 
+deploy: ## Deploy to TARGET (aws: your credentials): terraform apply, then the pipeline with its smoke test; MODEL=path/to/model-dir
+ifeq ($(TARGET),emulator)
+	$(MAKE) --no-print-directory up
+else
+	$(MAKE) --no-print-directory pipeline
+endif
+
+destroy: tf-init ## Remove everything Terraform created on TARGET (the S3 buckets are emptied with it; EFS goes too)
+ifeq ($(TARGET),emulator)
+	$(MAKE) --no-print-directory down
+else
+	$(TF) destroy -input=false -auto-approve $(TF_STATE_ARGS) $(TF_EXTRA_VARS)
+	rm -f build/tf-outputs.json build/last-deploy.json
+endif
+
 rollback: ## Return the live alias to the previous release in one step
 	$(PY) -m ci.promote --rollback
 
@@ -201,8 +221,8 @@ build-lib: ## Step 2: build lib/ (the Lambda's dependencies) into build/lib
 		$(if $(LIB_REQUIREMENTS),--requirements $(LIB_REQUIREMENTS),--model $(MODEL)) \
 		$(if $(LIB_EXTRA_INDEX_URL),--extra-index-url $(LIB_EXTRA_INDEX_URL))
 
-build-model: ## Step 3: build the model (MODEL=digits|digits-onnx|resnet152|...) into build/model
-	$(PY) -m ci.build_model --model $(MODEL) --out build/model
+build-model: ## Step 3: validate and build the model directory MODEL (a path, or a name in models/) into build/model
+	$(PY) -m ci.model_dir --model $(MODEL) --out build/model
 
 release: ## Step 4: package build/lib + build/model into a release bundle in build/release
 	$(PY) -m ci.package_release --lib build/lib --model build/model --out build/release
@@ -221,11 +241,11 @@ prune: ## Step 8: delete releases beyond the newest KEEP (never live or previous
 
 # `make up` hands Terraform's arguments to local.up through the environment (they hold quotes).
 up: export UP_TF_ARGS = $(TF_STATE_ARGS) $(TF_EXTRA_VARS)
-up: setup ## Setup if needed, then emulator, Terraform, pipeline (skipped if current) and the endpoint on http://127.0.0.1:8080
+up: setup ## Setup if needed, then emulator, Terraform, pipeline (skipped if current) and the endpoint on http://127.0.0.1:$(PORT)
 ifneq ($(TARGET),emulator)
 	@echo "make up serves the stack on this machine (TARGET=emulator); on AWS: make tf-apply pipeline TARGET=aws"; exit 1
 endif
-	@$(PY) -m local.up --port 8080 --emulator-port $(EMULATOR_PORT) $(PIPELINE_FLAGS)
+	@$(PY) -m local.up --port $(PORT) --emulator-port $(EMULATOR_PORT) $(PIPELINE_FLAGS)
 
 down: ## Stop the local endpoint and the emulator that `make up` started
 	$(PY) -m local.dataplane down
@@ -245,7 +265,7 @@ bench-syncer: ## Count the syncer's file-system operations for a 10,000-file lib
 	$(PY) -m bench.syncer_ops $(BENCH_SYNCER_ARGS)
 
 load: ## Load-test the `make up` endpoint: served, 429s, p50/p95/p99, environments, RSS growth (LOAD_ARGS)
-	$(PY) -m load --url http://127.0.0.1:8080 --clients 50 --seconds 60 $(LOAD_ARGS)
+	$(PY) -m load --url http://127.0.0.1:$(PORT) --clients 50 --seconds 60 $(LOAD_ARGS)
 
 emulator-if-local:
 ifeq ($(TARGET),emulator)

@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages.say(f"up in {stages.elapsed():.0f} s")
     print(
         f"\n  open {url}\n"
-        f"  curl --data-binary @digit.png -H 'content-type: image/png' {url}/predict\n"
+        f"  curl --data-binary @docs/seven.png -H 'content-type: image/png' {url}/predict\n"
         f"  make down   (stops the endpoint and the emulator)\n",
         flush=True,
     )
