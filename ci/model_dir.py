@@ -148,9 +148,15 @@ def _hash_tree(digest: Any, root: Path, skip: Iterable[Path] = ()) -> None:
 
 
 def cache_key(model_dir: ModelDir, seed: int) -> str:
-    """What decides the built model: the directory (but its model file) and the build inputs."""
+    """What decides build-model's output: the directory's files and the build's inputs.
+
+    The model file counts too, unless a build command makes it (then an old output left
+    in the directory must not change the key).
+    """
     digest = hashlib.sha256(f"{model_dir.manifest.name}:{seed}".encode())
-    _hash_tree(digest, model_dir.path, skip=[model_dir.path / model_dir.manifest.file])
+    built = model_dir.manifest.build is not None
+    skip = [model_dir.path / model_dir.manifest.file] if built else []
+    _hash_tree(digest, model_dir.path, skip=skip)
     for entry in (model_dir.manifest.build or {}).get("inputs", []):
         target = REPO_ROOT / entry
         if target.exists():
@@ -284,7 +290,9 @@ def build(
         if (cached / METADATA_FILE).is_file():
             built_meta = json.loads((cached / METADATA_FILE).read_text())
     else:
-        _copy(model_dir.path / manifest.file, staging / manifest.file)
+        # A copy, not a link: a retraining that rewrites the user's file in place must not
+        # change build/model behind the pipeline's back.
+        shutil.copy2(model_dir.path / manifest.file, staging / manifest.file)
     shutil.copy2(model_dir.path / MANIFEST_FILE, staging / MANIFEST_FILE)
     if manifest.code:
         _copy(model_dir.path / manifest.code, staging / manifest.code)

@@ -203,3 +203,14 @@ def test_model_code_that_raises_at_import_fails_the_release_check(tmp_path: Path
     with pytest.raises(ReleaseCheckFailed, match="model code is broken"):
         predict_here(out, reference_images())
     sys.modules.pop("raises_later", None)
+
+
+def test_a_retrained_model_file_is_a_new_build(tmp_path: Path) -> None:
+    directory = write_dir(tmp_path / "m", features_manifest(), {"model.joblib": "first"})
+    out = tmp_path / "build" / "model"
+    model_dir.build(directory, out, log=lambda _: None)
+    assert (out / "model.joblib").read_text() == "first"
+    (directory / "model.joblib").unlink()  # a retraining writes a new file
+    (directory / "model.joblib").write_text("second")
+    model_dir.build(directory, out, log=lambda _: None)
+    assert (out / "model.joblib").read_text() == "second"

@@ -60,6 +60,19 @@ def _curl_request(argv: list[str], base_url: str) -> urllib.request.Request:
     return urllib.request.Request(target, data=body, headers=headers, method="POST")
 
 
+def run_pipeline(deployed: Deployed, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ci.pipeline` with ``flags`` against the session's stack."""
+    return subprocess.run(
+        [sys.executable, "-m", "ci.pipeline", *flags],
+        cwd=REPO_ROOT,
+        env=deployed.env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def restore_live(deployed: Deployed) -> Iterator[None]:
     """The examples replace live on the shared stack; put the test model back afterwards."""
@@ -98,15 +111,7 @@ def test_the_readme_recipe_ends_in_a_prediction(
                     "--lib-requirements",
                     str(deployed.requirements),
                 ]
-            proc = subprocess.run(
-                [sys.executable, "-m", "ci.pipeline", *flags],
-                cwd=REPO_ROOT,
-                env=deployed.env,
-                capture_output=True,
-                text=True,
-                timeout=1800,
-                check=False,
-            )
+            proc = run_pipeline(deployed, *flags)
             assert proc.returncode == 0, proc.stdout + proc.stderr
             assert "smoke done" in proc.stdout
         elif command[0] == "curl":
@@ -207,15 +212,7 @@ def test_a_broken_model_directory_fails_at_build_and_live_keeps_serving(
     before = promote.live_state(names)
     make_dir, expected = BROKEN[case]
     directory = make_dir(tmp_path / "broken")
-    proc = subprocess.run(
-        [sys.executable, "-m", "ci.pipeline", "--skip-checks", "--model", str(directory)],
-        cwd=REPO_ROOT,
-        env=deployed.env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
+    proc = run_pipeline(deployed, "--skip-checks", "--model", str(directory))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert expected in proc.stderr, proc.stderr
     assert "package ..." not in proc.stdout  # stopped before anything was packaged
