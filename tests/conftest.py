@@ -278,7 +278,7 @@ def apply_test_stack(terraform: Terraform) -> None:
         *terraform.state_args(STACK_NAME),
         *stack_variables(),
     ]
-    terraform.run("apply", "-auto-approve", *args, timeout=300)
+    terraform.apply(*args, timeout=300)
 
 
 @pytest.fixture(scope="session")

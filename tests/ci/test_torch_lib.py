@@ -127,7 +127,7 @@ def test_the_served_model_predicts_as_the_dev_venv_does(served: Served) -> None:
     import torch
 
     images = release_check.reference_images()
-    expected = release_check.predict_here(served.model_dir / "model.joblib", images)
+    expected = release_check.predict_here(served.model_dir, images)
     for name, data in images.items():
         outcome = served.environment.invoke(api_event(data, query={"top_k": "10"}))
         assert outcome.error is None, outcome.error

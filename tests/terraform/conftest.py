@@ -49,6 +49,25 @@ class Terraform:
             )
         return proc
 
+    def apply(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """`terraform apply -auto-approve <args>`, once more if CloudFront refused a caller reference.
+
+        The AWS provider makes a distribution's CallerReference from the time to the second
+        and a per-process counter, so two applies that create a distribution in the same
+        second, as the session's concurrent ones (the test stack and the lifecycle stack,
+        one emulated account) can, collide: DistributionAlreadyExists. AWS refuses the same
+        way in one account. The second apply makes a new reference; nothing else retries.
+        """
+        first = self.run("apply", "-auto-approve", *args, timeout=timeout, check=False)
+        if first.returncode == 0:
+            return first
+        if "DistributionAlreadyExists" in first.stdout + first.stderr:
+            return self.run("apply", "-auto-approve", *args, timeout=timeout)
+        raise AssertionError(
+            f"terraform apply {' '.join(args)} exited {first.returncode}\n"
+            f"{first.stdout}\n{first.stderr}"
+        )
+
     def state_args(self, name: str) -> list[str]:
         """Flags that keep this test's state and inputs apart from a developer's."""
         return [f"-state={self.work / (name + '.tfstate')}", f"-var-file={self.var_file}"]

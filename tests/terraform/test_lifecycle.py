@@ -66,7 +66,7 @@ def apply_replan_destroy(terraform: Terraform) -> None:
     args = ["-input=false", "-no-color", *terraform.state_args(NAME), "-var", f"name={NAME}"]
     started = time.monotonic()
 
-    terraform.run("apply", "-auto-approve", *args, timeout=330)
+    terraform.apply(*args, timeout=330)
     applied = time.monotonic()
     created = _ours(terraform.env)
     assert all(len(v) >= 1 for v in created.values()), created
