@@ -50,7 +50,7 @@ class Terraform:
         return proc
 
     def apply(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """`terraform apply -auto-approve <args>`, once more if CloudFront refused a caller reference.
+        """`terraform apply -auto-approve <args>`, again if CloudFront refused a caller reference.
 
         The AWS provider makes a distribution's CallerReference from the time to the second
         and a per-process counter, so two applies that create a distribution in the same
