@@ -38,6 +38,7 @@ def _pid() -> int | None:
 def serve(port: int, api_id: str | None, idle_timeout: float) -> int:
     """Serve in the foreground until SIGTERM."""
     from ci import stack
+    from local.dataplane import limits
     from local.dataplane.server import DataPlane, make_server, read_api
 
     if api_id is None:
@@ -53,6 +54,7 @@ def serve(port: int, api_id: str | None, idle_timeout: float) -> int:
     server = make_server(plane, port=port)
     signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
     print(f"serving {api_id} on http://127.0.0.1:{port}", flush=True)
+    print(limits.describe(), flush=True)
     import threading
 
     thread = threading.Thread(target=server.serve_forever, daemon=True)

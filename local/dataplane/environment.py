@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from local.dataplane import limits
 from local.dataplane.functions import FunctionSpec, code_dir
 
 RUNNER = Path(__file__).with_name("runner.py")
@@ -22,6 +23,10 @@ RUNNER = Path(__file__).with_name("runner.py")
 
 class EnvironmentDied(RuntimeError):
     """The runner process exited or stopped speaking the protocol."""
+
+
+class OutOfMemory(EnvironmentDied):
+    """The environment went over its memory size and the kernel killed it, as Lambda does."""
 
 
 class InvocationTimeout(RuntimeError):
@@ -54,17 +59,26 @@ class ExecutionEnvironment:
         env = spec.process_environment(base_env if base_env is not None else _base_env())
         env["PYTHONPATH"] = str(code)
         env["PYTHONUNBUFFERED"] = "1"
+        # Lambda's memory cap and CPU share for this environment (None where cgroups are
+        # not available: see limits.support()).
+        self.limits = limits.for_environment(f"{spec.name}-{spec.version}", spec.memory_mb)
         started = time.perf_counter()
-        self._proc = subprocess.Popen(
-            [sys.executable, "-u", str(RUNNER), spec.handler],
-            cwd=code,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log if log is not None else subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-u", str(RUNNER), spec.handler],
+                cwd=code,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log if log is not None else subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+                preexec_fn=self.limits.join if self.limits is not None else None,
+            )
+        except BaseException:
+            if self.limits is not None:
+                self.limits.remove()
+            raise
         ready = self._read_line(timeout=max(10.0, float(spec.timeout_s)) + 60)
         if ready.get("type") != "ready":
             self.kill()
@@ -125,6 +139,13 @@ class ExecutionEnvironment:
             raise InvocationTimeout(f"no answer within {timeout:.0f} s")
         if not box or not box[0]:
             code = self._proc.wait(timeout=5)
+            if self.limits is not None and self.limits.oom_killed():
+                self._release_limits()
+                raise OutOfMemory(
+                    f"{limits.OUT_OF_MEMORY}: the environment went over its "
+                    f"{self.spec.memory_mb} MB and was killed (status {code})"
+                )
+            self._release_limits()
             raise EnvironmentDied(f"the environment exited with status {code}")
         try:
             return dict(json.loads(box[0]))
@@ -141,6 +162,7 @@ class ExecutionEnvironment:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.kill()
+        self._release_limits()
 
     def kill(self) -> None:
         """Kill the runner and its children at once."""
@@ -148,6 +170,13 @@ class ExecutionEnvironment:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait(timeout=5)
+        self._release_limits()
+
+    def _release_limits(self) -> None:
+        # A cgroup can be removed once its processes are gone; children of the runner that
+        # outlive it (none of ours do) would keep it, and then it is left empty-handed.
+        if self.limits is not None and self._proc.poll() is not None:
+            self.limits.remove()
 
 
 def _base_env() -> dict[str, str]:

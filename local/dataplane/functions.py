@@ -19,6 +19,7 @@ from typing import Any
 
 from ci import paths
 from ci.aws import client
+from local.dataplane.limits import MB_PER_VCPU
 from local.dataplane.runner import EFS_ROOTS_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +56,9 @@ class FunctionSpec:
 
     def vcpus(self) -> int:
         """Lambda's CPU share for this memory size (1 vCPU per 1769 MB, up to 6), capped here."""
-        lambda_vcpus = max(1, min(6, -(-self.memory_mb // 1769)))
+        # Threads: the vCPUs a function sees (its CPU time is MemorySize / 1769 of a core,
+        # which limits.py enforces where it can).
+        lambda_vcpus = max(1, min(6, -(-self.memory_mb // MB_PER_VCPU)))
         return max(1, min(lambda_vcpus, os.cpu_count() or 1))
 
     def process_environment(self, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -15,8 +15,10 @@ from local.dataplane.environment import (
     EnvironmentDied,
     ExecutionEnvironment,
     InvocationTimeout,
+    OutOfMemory,
 )
 from local.dataplane.functions import FunctionSpec
+from local.dataplane.limits import OUT_OF_MEMORY
 from local.dataplane.reports import Report, billed
 
 
@@ -103,6 +105,7 @@ class FunctionPool:
         request_id = str(uuid.uuid4())
         cold = environment.init_ms is not None
         log.write(f"START RequestId: {request_id} Version: {spec.version}\n")
+        invoked = time.perf_counter()
         try:
             result = environment.invoke(event, request_id)
         except InvocationTimeout:
@@ -113,6 +116,23 @@ class FunctionPool:
                 message=f"the function timed out after {spec.timeout_s} s",
                 cold_start=cold,
             )
+        except OutOfMemory as exc:
+            self._forget(environment)
+            # What Lambda logs for an environment killed over its memory size.
+            report = Report(
+                request_id=request_id,
+                duration_ms=(time.perf_counter() - invoked) * 1000,
+                billed_ms=billed((time.perf_counter() - invoked) * 1000),
+                memory_mb=spec.memory_mb,
+                max_memory_used_mb=spec.memory_mb,
+                error_type=OUT_OF_MEMORY,
+            )
+            with self._report_lock:
+                log.write(
+                    f"{request_id} Error: Runtime exited with error: signal: killed\n"
+                    f"{OUT_OF_MEMORY}\nEND RequestId: {request_id}\n{report.line()}\n"
+                )
+            return Outcome("crashed", message=str(exc), cold_start=cold)
         except EnvironmentDied as exc:
             self._forget(environment)
             log.write(f"{request_id} Runtime exited: {exc}\n")

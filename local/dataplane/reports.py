@@ -23,6 +23,8 @@ class Report:
     memory_mb: int
     max_memory_used_mb: int
     init_ms: float | None = None
+    # Set when the environment died in the invocation, e.g. "Runtime.OutOfMemory".
+    error_type: str | None = None
 
     def line(self) -> str:
         """The REPORT line, as Lambda writes it."""
@@ -35,6 +37,8 @@ class Report:
         ]
         if self.init_ms is not None:
             parts.append(f"Init Duration: {self.init_ms:.2f} ms")
+        if self.error_type is not None:
+            parts += ["Status: error", f"Error Type: {self.error_type}"]
         return "\t".join(parts)
 
 
