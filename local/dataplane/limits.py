@@ -64,6 +64,30 @@ def _parent(controller: str) -> Path | None:
     return None if own is None else own / f"lambda-local-{os.getpid()}"
 
 
+def sweep_stale() -> int:
+    """Remove the empty parents of data-plane processes that are gone; return how many.
+
+    A process killed outright (SIGKILL, a test's timeout) never runs its atexit, and its
+    lambda-local-<pid> directories stay behind, empty.
+    """
+    removed = 0
+    for controller in ("memory", "cpu"):
+        own = _own_path(controller)
+        if own is None or not own.is_dir():
+            continue
+        for parent in own.glob("lambda-local-*"):
+            pid = parent.name.removeprefix("lambda-local-")
+            if not pid.isdigit() or int(pid) == os.getpid() or Path(f"/proc/{pid}").exists():
+                continue
+            for child in [c for c in parent.iterdir() if c.is_dir()]:
+                with contextlib.suppress(OSError):
+                    child.rmdir()  # only empty ones: a cgroup with processes refuses
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+                removed += 1
+    return removed
+
+
 @functools.cache
 def support() -> Support:
     """Whether per-environment cgroups can be made here (checked once, by making one)."""
@@ -83,6 +107,7 @@ def support() -> Support:
             probe.rmdir()
         except OSError as exc:
             return Support(False, f"cannot make a {controller} cgroup: {exc.strerror or exc}")
+    sweep_stale()
     return Support(True)
 
 

@@ -147,3 +147,14 @@ def test_an_environments_cgroups_go_with_it(
     finally:
         pool.close()
     assert not any(path.exists() for path in made)
+
+
+@needs_limits
+def test_parents_left_by_killed_processes_are_swept() -> None:
+    own = limits._own_path("cpu")
+    assert own is not None
+    dead = 4_194_000  # above any pid this machine hands out (pid_max is 4194304 at most)
+    stale = own / f"lambda-local-{dead}" / "env-gone"
+    stale.mkdir(parents=True)
+    assert limits.sweep_stale() >= 1
+    assert not stale.parent.exists()
