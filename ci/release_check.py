@@ -26,7 +26,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,28 +104,18 @@ def reference_predictions(
     predicts its manifest's example rows (features) or ``images``; a bare model.joblib is
     an image predictor. Runs in the pipeline's process and in the lib/-only child alike.
     """
-    from efs_layout.model_manifest import MANIFEST_FILE, read_manifest
     from lambda_src.inference.imaging import open_image
+    from lambda_src.models.manifest_models import load_joblib, load_predictor
 
-    manifest_file = model_dir / MANIFEST_FILE
-    if manifest_file.is_file():
-        from lambda_src.models.manifest_models import load_predictor
-
-        manifest = read_manifest(manifest_file)
+    manifest = _manifest(model_dir)
+    if manifest is not None:
         predictor = load_predictor(manifest, model_dir)
         if manifest.input.kind == "features":
             rows = manifest.input.example or ((0.0,) * (manifest.input.features or 1),)
             answers = predictor.predict_rows(rows, max(1, len(predictor.labels)))
             return {f"row-{i}": _scores(answer) for i, answer in enumerate(answers)}
     else:
-        import joblib
-
-        from lambda_src.inference.runtime import prepare_predictor
-
-        with warnings.catch_warnings():
-            # As in the runtime: joblib cannot mmap a compressed file and says so; harmless.
-            warnings.filterwarnings("ignore", message=".*mmap_mode.*compressed file.*")
-            predictor = prepare_predictor(joblib.load(model_dir / "model.joblib", mmap_mode="r"))
+        predictor = load_joblib(model_dir / "model.joblib")
     out: dict[str, dict[str, float]] = {}
     for name, data in images.items():
         opened = open_image(data)
@@ -166,21 +155,22 @@ def predict_here(model_dir: Path, images: Mapping[str, bytes]) -> dict[str, dict
             sys.path.remove(str(model_code))
 
 
-def _model_file(model_dir: Path) -> str:
+def _manifest(model_dir: Path) -> Any:
+    """build-model's model.json, parsed; None for a bare model.joblib + metadata.json."""
     from efs_layout.model_manifest import MANIFEST_FILE, read_manifest
 
     manifest_file = model_dir / MANIFEST_FILE
-    return read_manifest(manifest_file).file if manifest_file.is_file() else "model.joblib"
+    return read_manifest(manifest_file) if manifest_file.is_file() else None
+
+
+def _model_file(model_dir: Path) -> str:
+    manifest = _manifest(model_dir)
+    return manifest.file if manifest is not None else "model.joblib"
 
 
 def _model_code(model_dir: Path) -> Path | None:
-    from efs_layout.model_manifest import MANIFEST_FILE, read_manifest
-
-    manifest_file = model_dir / MANIFEST_FILE
-    if not manifest_file.is_file():
-        return None
-    manifest = read_manifest(manifest_file)
-    return model_dir / manifest.code if manifest.code else None
+    manifest = _manifest(model_dir)
+    return model_dir / manifest.code if manifest is not None and manifest.code else None
 
 
 def predict_with_lib(

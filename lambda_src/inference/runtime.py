@@ -10,7 +10,6 @@ import importlib
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,23 +198,11 @@ def _from_release(module: Any, config: Config) -> bool:
     return os.path.abspath(str(file)).startswith(os.path.abspath(lib) + os.sep)
 
 
-def prepare_predictor(predictor: Any) -> Any:
-    """Let a freshly unpickled predictor build its lazy state (``prepare()``), if it has any.
-
-    The pipeline's release check loads models through this too, so it predicts with the
-    object exactly as the runtime serves it.
-    """
-    prepare = getattr(predictor, "prepare", None)
-    if callable(prepare):
-        prepare()
-    return predictor
-
-
 def load_release_model(release_dir: Path, stamp: Any) -> tuple[Any, ModelManifest | None]:
     """The release's model, loaded as its manifest says (legacy: a bare predictor joblib).
 
     Call only after check_release() said ok and lib/ is on sys.path. The pipeline's release
-    check loads models through this too, so it predicts with the object the runtime serves.
+    check loads models with the same loaders, so it predicts with the object the runtime serves.
     """
     model_dir = release_dir / "model"
     manifest_entry = f"model/{MANIFEST_FILE}"
@@ -224,15 +211,9 @@ def load_release_model(release_dir: Path, stamp: Any) -> tuple[Any, ModelManifes
         from lambda_src.models.manifest_models import load_predictor
 
         return load_predictor(manifest, model_dir), manifest
-    import joblib
+    from lambda_src.models.manifest_models import load_joblib
 
-    # Weights are stored uncompressed so they can be memory-mapped: loading costs page
-    # faults on first touch instead of a 230 MB copy, and environments share the pages.
-    # (joblib ignores mmap_mode for compressed files such as the small digits model.)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*mmap_mode.*compressed file.*")
-        loaded = joblib.load(release_dir / stamp.model.file, mmap_mode="r")
-    return prepare_predictor(loaded), None
+    return load_joblib(release_dir / stamp.model.file), None
 
 
 def _rehearse(predictor: Any, manifest: ModelManifest | None) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy.typing as npt
 
 from efs_layout.model_manifest import ModelManifest
 
-from .protocol import rank
+from .protocol import prepare_predictor, rank
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -38,14 +37,6 @@ RowAnswer = list[tuple[str, float]] | float | list[float]
 
 class ModelLoadError(RuntimeError):
     """The model file or its code could not be loaded as the manifest says."""
-
-
-def _threads() -> int:
-    # Lambda gives one vCPU per 1769 MB; the process sees exactly its share.
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def preprocess_image(image: Image.Image, spec: Mapping[str, Any]) -> Array:
@@ -178,6 +169,8 @@ class OnnxModelPredictor(ManifestPredictor):
     def __init__(self, manifest: ModelManifest, model_file: Path) -> None:
         import onnxruntime
 
+        from .onnx_runtime import _threads
+
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = _threads()
         options.inter_op_num_threads = 1
@@ -199,6 +192,8 @@ class TorchModulePredictor(ManifestPredictor):
 
     def __init__(self, manifest: ModelManifest, model_file: Path) -> None:
         import torch
+
+        from .onnx_runtime import _threads
 
         torch.set_num_threads(_threads())
         spec = manifest.torch
@@ -242,6 +237,23 @@ def put_code_on_path(model_dir: Path, manifest: ModelManifest) -> Path | None:
     return code
 
 
+def load_joblib(model_file: Path, *, prepare: bool = True) -> Any:
+    """joblib.load as the runtime does it: memory-mapped, then ``prepare()`` when asked.
+
+    Weights stored uncompressed are memory-mapped: loading costs page faults on first touch
+    instead of a copy, and environments share the pages. (joblib ignores mmap_mode for
+    compressed files such as the small digits model, and says so; harmless.)
+    """
+    import warnings
+
+    import joblib
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*mmap_mode.*compressed file.*")
+        loaded = joblib.load(model_file, mmap_mode="r")
+    return prepare_predictor(loaded) if prepare else loaded
+
+
 def load_predictor(manifest: ModelManifest, model_dir: Path) -> Any:
     """The servable object for a model directory (or a release's model/), loaded.
 
@@ -254,22 +266,12 @@ def load_predictor(manifest: ModelManifest, model_dir: Path) -> Any:
         return OnnxModelPredictor(manifest, model_file)
     if manifest.format == "torch":
         return TorchModulePredictor(manifest, model_file)
-    import warnings
-
-    import joblib
-
-    with warnings.catch_warnings():
-        # Weights stored uncompressed are memory-mapped; joblib warns for compressed ones.
-        warnings.filterwarnings("ignore", message=".*mmap_mode.*compressed file.*")
-        try:
-            loaded = joblib.load(model_file, mmap_mode="r")
-        except (ImportError, AttributeError) as exc:
-            raise ModelLoadError(
-                f"{manifest.file} names code that is not in lib/ or the model's code/: {exc}"
-            ) from exc
+    try:
+        loaded = load_joblib(model_file, prepare=False)
+    except (ImportError, AttributeError) as exc:
+        raise ModelLoadError(
+            f"{manifest.file} names code that is not in lib/ or the model's code/: {exc}"
+        ) from exc
     if callable(getattr(loaded, "predict_image", None)) and manifest.input.kind == "image":
-        prepare = getattr(loaded, "prepare", None)
-        if callable(prepare):
-            prepare()
-        return loaded
+        return prepare_predictor(loaded)
     return EstimatorPredictor(manifest, loaded)

@@ -59,6 +59,14 @@ def warmup(predictor: object) -> bool:
     return False
 
 
+def prepare_predictor(predictor: Any) -> Any:
+    """Let a freshly unpickled predictor build its lazy state (``prepare()``), if it has any."""
+    prepare = getattr(predictor, "prepare", None)
+    if callable(prepare):
+        prepare()
+    return predictor
+
+
 def validate_predictor(predictor: object) -> list[str]:
     """Problems that stop `predictor` from being served; an empty list means it is servable.
 

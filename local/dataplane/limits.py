@@ -108,6 +108,7 @@ def support() -> Support:
         except OSError as exc:
             return Support(False, f"cannot make a {controller} cgroup: {exc.strerror or exc}")
     sweep_stale()
+    atexit.register(_remove_parents)  # once per process (support() is cached)
     return Support(True)
 
 
@@ -204,6 +205,5 @@ def for_environment(name: str, memory_mb: int) -> EnvironmentLimits | None:
     """Limits for a new environment of a ``memory_mb`` function, or None where unsupported."""
     if not support().ok:
         return None
-    atexit.register(_remove_parents)  # registering twice is harmless: rmdir is idempotent
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:80]
     return EnvironmentLimits(f"{safe}-{uuid.uuid4().hex[:8]}", memory_mb, vcpus(memory_mb))

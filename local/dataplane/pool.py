@@ -119,10 +119,11 @@ class FunctionPool:
         except OutOfMemory as exc:
             self._forget(environment)
             # What Lambda logs for an environment killed over its memory size.
+            duration_ms = (time.perf_counter() - invoked) * 1000
             report = Report(
                 request_id=request_id,
-                duration_ms=(time.perf_counter() - invoked) * 1000,
-                billed_ms=billed((time.perf_counter() - invoked) * 1000),
+                duration_ms=duration_ms,
+                billed_ms=billed(duration_ms),
                 memory_mb=spec.memory_mb,
                 max_memory_used_mb=spec.memory_mb,
                 error_type=OUT_OF_MEMORY,
